@@ -1,0 +1,876 @@
+/*
+ * journal: see journal.h.
+ *
+ * Devices live in a chunked table (JOURNAL_CHUNK pointers a chunk) so that
+ * a device pointer never moves and readers can index it without a lock; an
+ * open-addressing hash from id to index sits beside it under table_lock.
+ * Only creation writes the table.
+ *
+ * The store holds, per device, a record ('D' key) with what never changes
+ * (devno, epoch, creation time, source) and what only snapshots and
+ * compaction change (first retained revision and offset, snapshot
+ * revision).  Head and end offset are not stored: they are read back from
+ * the last event key at open, so an append writes its events and nothing
+ * else.  In memory, head and end are atomics written by the appender after
+ * the batch is in the store (release) and read by anyone (acquire): a
+ * reader that sees a head can always read that event.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "config.h"
+#include "journal.h"
+#include "keys.h"
+#include "log.h"
+#include "store.h"
+
+#define JOURNAL_CHUNK_SHIFT	10
+#define JOURNAL_CHUNK		(1u << JOURNAL_CHUNK_SHIFT)
+#define JOURNAL_NCHUNKS		(JOURNAL_MAX_DEVICES / JOURNAL_CHUNK)
+#define DEVREC_VERSION		1
+#define DEVREC_MAX		(1 + 4 + 8 * 6 + 1 + JOURNAL_NODE_MAX)
+
+struct device {
+	pthread_mutex_t lock;		/* serialises appends */
+	uint32_t devno;			/* key prefix in the store */
+	size_t idlen;
+	char id[JOURNAL_ID_MAX + 1];
+	char source[JOURNAL_NODE_MAX + 1];
+	uint64_t epoch;
+	uint64_t created_ns;
+	bool local;
+	_Atomic uint64_t first;		/* written under lock */
+	_Atomic uint64_t first_offset;	/* written under lock */
+	_Atomic uint64_t head;		/* written under lock */
+	_Atomic uint64_t end_offset;	/* written under lock */
+	_Atomic uint64_t snapshot_rev;	/* written under lock */
+	_Atomic uint64_t mtime_ns;	/* last append; creation at load */
+};
+
+struct journal {
+	struct store *store;
+	char node_id[JOURNAL_NODE_MAX + 1];
+	bool sync;
+	uint32_t max_event_bytes;
+
+	pthread_mutex_t create_lock;	/* serialises journal_create */
+	pthread_rwlock_t table_lock;	/* protects hash, hash_cap, count writes */
+	struct device **chunks[JOURNAL_NCHUNKS];
+	_Atomic uint32_t count;
+	uint32_t *hash;			/* idx + 1, 0 = empty */
+	size_t hash_cap;		/* a power of two */
+	uint32_t next_devno;		/* under create_lock */
+
+	_Atomic uint64_t events_appended;
+	_Atomic uint64_t bytes_appended;
+	_Atomic uint64_t commits;
+};
+
+struct journal_txn {
+	struct journal *j;
+	struct device *d;
+	struct store_batch *batch;
+	uint64_t first_rev;
+	uint64_t rev;			/* next revision to stage */
+	uint64_t start_offset;		/* end offset at begin */
+	uint64_t offset;		/* next offset to stage */
+	uint32_t count;
+};
+
+static struct device *
+journal_dev(struct journal *j, uint32_t idx)
+{
+	return j->chunks[idx >> JOURNAL_CHUNK_SHIFT][idx & (JOURNAL_CHUNK - 1)];
+}
+
+static uint64_t
+journal_hash_id(const char *id, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)id[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* Caller holds table_lock (read or write). */
+static int
+journal_hash_find(struct journal *j, const char *id, size_t len, uint32_t *idx)
+{
+	size_t mask = j->hash_cap - 1;
+
+	for (size_t i = journal_hash_id(id, len) & mask;; i = (i + 1) & mask) {
+		uint32_t slot = j->hash[i];
+		struct device *d;
+
+		if (slot == 0)
+			return -ENOENT;
+		d = journal_dev(j, slot - 1);
+		if (d->idlen == len && memcmp(d->id, id, len) == 0) {
+			*idx = slot - 1;
+			return 0;
+		}
+	}
+}
+
+/* Caller holds table_lock for writing; there is room (load < 1/2). */
+static void
+journal_hash_insert(uint32_t *hash, size_t cap, const struct device *d,
+    uint32_t idx)
+{
+	size_t mask = cap - 1;
+	size_t i = journal_hash_id(d->id, d->idlen) & mask;
+
+	while (hash[i] != 0)
+		i = (i + 1) & mask;
+	hash[i] = idx + 1;
+}
+
+/* Adds d to the table as the next index.  Caller holds create_lock. */
+static int
+journal_table_add(struct journal *j, struct device *d, uint32_t *idx)
+{
+	uint32_t n = atomic_load(&j->count);
+	struct device **chunk;
+	int rc = 0;
+
+	if (n >= JOURNAL_MAX_DEVICES)
+		return -ENOSPC;
+	chunk = j->chunks[n >> JOURNAL_CHUNK_SHIFT];
+	if (chunk == NULL) {
+		chunk = calloc(JOURNAL_CHUNK, sizeof(*chunk));
+		if (chunk == NULL)
+			return -ENOMEM;
+		j->chunks[n >> JOURNAL_CHUNK_SHIFT] = chunk;
+	}
+	pthread_rwlock_wrlock(&j->table_lock);
+	if ((size_t)(n + 1) * 2 > j->hash_cap) {
+		size_t cap = j->hash_cap ? j->hash_cap * 2 : 1024;
+		uint32_t *h = calloc(cap, sizeof(*h));
+
+		if (h == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			journal_hash_insert(h, cap, journal_dev(j, i), i);
+		free(j->hash);
+		j->hash = h;
+		j->hash_cap = cap;
+	}
+	chunk[n & (JOURNAL_CHUNK - 1)] = d;
+	journal_hash_insert(j->hash, j->hash_cap, d, n);
+	atomic_store(&j->count, n + 1);
+	*idx = n;
+out:
+	pthread_rwlock_unlock(&j->table_lock);
+	return rc;
+}
+
+static size_t
+devrec_encode(const struct device *d, unsigned char *p)
+{
+	size_t srclen = strlen(d->source);
+	unsigned char *q = p;
+
+	*q++ = DEVREC_VERSION;
+	keys_put_u32(q, d->devno), q += 4;
+	keys_put_u64(q, d->epoch), q += 8;
+	keys_put_u64(q, d->created_ns), q += 8;
+	keys_put_u64(q, atomic_load(&d->first)), q += 8;
+	keys_put_u64(q, atomic_load(&d->first_offset)), q += 8;
+	keys_put_u64(q, atomic_load(&d->snapshot_rev)), q += 8;
+	keys_put_u64(q, 0), q += 8;	/* reserved */
+	*q++ = (unsigned char)srclen;
+	memcpy(q, d->source, srclen);
+	return (size_t)(q - p) + srclen;
+}
+
+static int
+devrec_decode(struct device *d, const unsigned char *p, size_t len)
+{
+	size_t srclen;
+
+	if (len < 1 + 4 + 8 * 6 + 1 || p[0] != DEVREC_VERSION)
+		return -EPROTO;
+	d->devno = keys_get_u32(p + 1);
+	d->epoch = keys_get_u64(p + 5);
+	d->created_ns = keys_get_u64(p + 13);
+	atomic_store(&d->first, keys_get_u64(p + 21));
+	atomic_store(&d->first_offset, keys_get_u64(p + 29));
+	atomic_store(&d->snapshot_rev, keys_get_u64(p + 37));
+	srclen = p[53];
+	if (srclen > JOURNAL_NODE_MAX || len != 54 + srclen)
+		return -EPROTO;
+	memcpy(d->source, p + 54, srclen);
+	d->source[srclen] = '\0';
+	return 0;
+}
+
+static struct device *
+device_new(const char *id, size_t len)
+{
+	struct device *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return NULL;
+	pthread_mutex_init(&d->lock, NULL);
+	memcpy(d->id, id, len);
+	d->id[len] = '\0';
+	d->idlen = len;
+	return d;
+}
+
+static void
+device_free(struct device *d)
+{
+	if (d == NULL)
+		return;
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+/*
+ * Reads back head and end offset (and the first retained event) from the
+ * event keys of d.  With no event retained, head is first - 1 and the end
+ * is first_offset, as the device record says.
+ */
+static int
+journal_load_bounds(struct journal *j, struct device *d, struct err *e)
+{
+	unsigned char k[KEYS_EVENT_LEN];
+	struct store_iter *it;
+	uint64_t off, rev;
+	size_t klen, vlen;
+	const void *key;
+	int rc;
+
+	if ((it = store_iter_new(j->store, false)) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	keys_event(k, d->devno, 0, 0);
+	store_iter_seek(it, k, sizeof(k));
+	if (store_iter_valid(it)) {
+		key = store_iter_key(it, &klen);
+		if (keys_event_parse(key, klen, d->devno, &off, &rev)) {
+			atomic_store(&d->first, rev);
+			atomic_store(&d->first_offset, off);
+		}
+	}
+	atomic_store(&d->head, atomic_load(&d->first) - 1);
+	atomic_store(&d->end_offset, atomic_load(&d->first_offset));
+
+	keys_event(k, d->devno + 1, 0, 0);
+	store_iter_seek(it, k, sizeof(k));
+	if (store_iter_valid(it))
+		store_iter_prev(it);
+	else
+		store_iter_seek_last(it);
+	if (store_iter_valid(it)) {
+		key = store_iter_key(it, &klen);
+		if (keys_event_parse(key, klen, d->devno, &off, &rev)) {
+			(void)store_iter_value(it, &vlen);
+			atomic_store(&d->head, rev);
+			atomic_store(&d->end_offset, off + vlen + 1);
+		}
+	}
+	rc = store_iter_status(it, e);
+	store_iter_free(it);
+	return rc;
+}
+
+static int
+journal_load(struct journal *j, struct err *e)
+{
+	struct store_iter *it;
+	const unsigned char *k;
+	struct device *d;
+	size_t klen, vlen;
+	uint32_t idx;
+	int rc = 0;
+
+	if ((it = store_iter_new(j->store, false)) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (store_iter_seek(it, "D", 1); store_iter_valid(it);
+	    store_iter_next(it)) {
+		k = store_iter_key(it, &klen);
+		if (klen < 2 || k[0] != 'D')
+			break;
+		if (klen - 1 > JOURNAL_ID_MAX) {
+			rc = err_set(e, -EPROTO, "store: device key too long");
+			goto out;
+		}
+		if ((d = device_new((const char *)k + 1, klen - 1)) == NULL) {
+			rc = err_set(e, -ENOMEM, "out of memory");
+			goto out;
+		}
+		const unsigned char *v = store_iter_value(it, &vlen);
+		if (devrec_decode(d, v, vlen) < 0) {
+			rc = err_set(e, -EPROTO, "store: bad record for device %s",
+			    d->id);
+			device_free(d);
+			goto out;
+		}
+		d->local = strcmp(d->source, j->node_id) == 0;
+		atomic_store(&d->mtime_ns, d->created_ns);
+		if ((rc = journal_load_bounds(j, d, e)) < 0 ||
+		    (rc = journal_table_add(j, d, &idx)) < 0) {
+			if (rc != -EIO)
+				err_set(e, rc, "device %s: cannot load", d->id);
+			device_free(d);
+			goto out;
+		}
+		if (d->devno >= j->next_devno)
+			j->next_devno = d->devno + 1;
+	}
+	rc = store_iter_status(it, e);
+out:
+	store_iter_free(it);
+	return rc;
+}
+
+int
+journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
+{
+	struct journal *j;
+	int rc;
+
+	*out = NULL;
+	if (strlen(o->node_id) > JOURNAL_NODE_MAX)
+		return err_set(e, -EINVAL, "node id too long");
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	snprintf(j->node_id, sizeof(j->node_id), "%s", o->node_id);
+	j->sync = o->sync;
+	j->max_event_bytes = o->max_event_bytes;
+	pthread_mutex_init(&j->create_lock, NULL);
+	pthread_rwlock_init(&j->table_lock, NULL);
+	if ((rc = store_open(&j->store, o->data_dir, o->cache_bytes, e)) < 0)
+		goto fail;
+	pthread_mutex_lock(&j->create_lock);
+	rc = journal_load(j, e);
+	pthread_mutex_unlock(&j->create_lock);
+	if (rc < 0)
+		goto fail;
+	*out = j;
+	return 0;
+fail:
+	journal_close(j);
+	return rc;
+}
+
+void
+journal_close(struct journal *j)
+{
+	uint32_t n;
+
+	if (j == NULL)
+		return;
+	n = atomic_load(&j->count);
+	for (uint32_t i = 0; i < n; i++)
+		device_free(journal_dev(j, i));
+	for (size_t c = 0; c < JOURNAL_NCHUNKS; c++)
+		free(j->chunks[c]);
+	free(j->hash);
+	store_close(j->store);
+	pthread_rwlock_destroy(&j->table_lock);
+	pthread_mutex_destroy(&j->create_lock);
+	free(j);
+}
+
+uint32_t
+journal_count(struct journal *j)
+{
+	return atomic_load(&j->count);
+}
+
+int
+journal_lookup(struct journal *j, const char *id, size_t len, uint32_t *idx)
+{
+	int rc;
+
+	if (len == 0 || len > JOURNAL_ID_MAX)
+		return -ENOENT;
+	pthread_rwlock_rdlock(&j->table_lock);
+	rc = j->hash_cap ? journal_hash_find(j, id, len, idx) : -ENOENT;
+	pthread_rwlock_unlock(&j->table_lock);
+	return rc;
+}
+
+static uint64_t
+journal_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int
+journal_create(struct journal *j, const char *id, size_t len, uint32_t *idx,
+    struct err *e)
+{
+	unsigned char key[KEYS_DEV_MAX], rec[DEVREC_MAX];
+	struct store_batch *b = NULL;
+	struct device *d = NULL;
+	uint32_t found;
+	int rc;
+
+	if (!config_valid_id(id, len, JOURNAL_ID_MAX))
+		return err_set(e, -EINVAL, "invalid device id");
+	pthread_mutex_lock(&j->create_lock);
+	if (journal_lookup(j, id, len, &found) == 0) {
+		rc = err_set(e, -EEXIST, "device %.*s exists", (int)len, id);
+		goto out;
+	}
+	if (atomic_load(&j->count) >= JOURNAL_MAX_DEVICES) {
+		rc = err_set(e, -ENOSPC, "too many devices");
+		goto out;
+	}
+	if ((d = device_new(id, len)) == NULL ||
+	    (b = store_batch_new()) == NULL) {
+		rc = err_set(e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	d->devno = j->next_devno;
+	if (getrandom(&d->epoch, sizeof(d->epoch), 0) != sizeof(d->epoch)) {
+		rc = err_set(e, -EIO, "getrandom: %s", strerror(errno));
+		goto out;
+	}
+	d->created_ns = journal_now_ns();
+	atomic_store(&d->mtime_ns, d->created_ns);
+	snprintf(d->source, sizeof(d->source), "%s", j->node_id);
+	d->local = true;
+	atomic_store(&d->first, 1);
+	atomic_store(&d->head, 0);
+	store_batch_put(b, key, keys_dev(key, id, len), rec,
+	    devrec_encode(d, rec));
+	if ((rc = store_write(j->store, b, j->sync, e)) < 0)
+		goto out;
+	if ((rc = journal_table_add(j, d, idx)) < 0) {
+		err_set(e, rc, "device %s: cannot add", d->id);
+		goto out;
+	}
+	j->next_devno++;
+	d = NULL;
+out:
+	pthread_mutex_unlock(&j->create_lock);
+	store_batch_free(b);
+	device_free(d);
+	return rc;
+}
+
+void
+journal_info(struct journal *j, uint32_t idx, struct journal_info *out)
+{
+	struct device *d = journal_dev(j, idx);
+
+	memcpy(out->id, d->id, d->idlen + 1);
+	memcpy(out->source, d->source, sizeof(out->source));
+	out->epoch = d->epoch;
+	out->created_ns = d->created_ns;
+	out->local = d->local;
+	/* head/end before first: a reader never sees first > head + 1 */
+	out->end_offset = atomic_load(&d->end_offset);
+	out->head = atomic_load(&d->head);
+	out->first = atomic_load(&d->first);
+	out->first_offset = atomic_load(&d->first_offset);
+	out->snapshot_rev = atomic_load(&d->snapshot_rev);
+	out->mtime_ns = atomic_load(&d->mtime_ns);
+}
+
+const char *
+journal_id(struct journal *j, uint32_t idx, size_t *len)
+{
+	struct device *d = journal_dev(j, idx);
+
+	*len = d->idlen;
+	return d->id;
+}
+
+uint64_t
+journal_end_offset(struct journal *j, uint32_t idx)
+{
+	return atomic_load(&journal_dev(j, idx)->end_offset);
+}
+
+bool
+journal_is_local(struct journal *j, uint32_t idx)
+{
+	return journal_dev(j, idx)->local;
+}
+
+void
+journal_stats(struct journal *j, struct journal_stats *out)
+{
+	uint32_t n = atomic_load(&j->count);
+
+	out->devices = n;
+	out->events = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct device *d = journal_dev(j, i);
+		uint64_t head = atomic_load(&d->head);
+		uint64_t first = atomic_load(&d->first);
+
+		out->events += head >= first ? head - first + 1 : 0;
+	}
+	out->events_appended = atomic_load(&j->events_appended);
+	out->bytes_appended = atomic_load(&j->bytes_appended);
+	out->commits = atomic_load(&j->commits);
+}
+
+int
+journal_txn_begin(struct journal *j, uint32_t idx, struct journal_txn **out,
+    struct err *e)
+{
+	struct device *d = journal_dev(j, idx);
+	struct journal_txn *t;
+
+	*out = NULL;
+	if (!d->local)
+		return err_set(e, -EROFS, "device %s is a replica (source %s)",
+		    d->id, d->source);
+	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (t->batch = store_batch_new()) == NULL) {
+		free(t);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	t->j = j;
+	t->d = d;
+	pthread_mutex_lock(&d->lock);
+	t->rev = atomic_load(&d->head) + 1;
+	t->first_rev = t->rev;
+	t->offset = atomic_load(&d->end_offset);
+	t->start_offset = t->offset;
+	*out = t;
+	return 0;
+}
+
+int
+journal_txn_add(struct journal_txn *t, const char *data, size_t len,
+    struct err *e)
+{
+	unsigned char k[KEYS_EVENT_LEN], rk[KEYS_REV_LEN], rv[8];
+
+	if (len > t->j->max_event_bytes)
+		return err_set(e, -EFBIG, "event of %zu bytes over the limit "
+		    "of %u", len, t->j->max_event_bytes);
+	if (memchr(data, '\n', len) != NULL)
+		return err_set(e, -EINVAL, "event holds a newline");
+	keys_event(k, t->d->devno, t->offset, t->rev);
+	store_batch_put(t->batch, k, sizeof(k), data, len);
+	if (keys_rev_indexed(t->rev)) {
+		keys_rev(rk, t->d->devno, t->rev);
+		keys_put_u64(rv, t->offset);
+		store_batch_put(t->batch, rk, sizeof(rk), rv, sizeof(rv));
+	}
+	t->rev++;
+	t->offset += len + 1;
+	t->count++;
+	return 0;
+}
+
+uint32_t
+journal_txn_count(const struct journal_txn *t)
+{
+	return t->count;
+}
+
+static void
+journal_txn_end(struct journal_txn *t)
+{
+	pthread_mutex_unlock(&t->d->lock);
+	store_batch_free(t->batch);
+	free(t);
+}
+
+int
+journal_txn_commit(struct journal_txn *t, uint64_t *first_rev, struct err *e)
+{
+	struct journal *j = t->j;
+	struct device *d = t->d;
+	int rc = 0;
+
+	if (t->count > 0) {
+		if ((rc = store_write(j->store, t->batch, j->sync, e)) < 0) {
+			log_warnx("append failed: device %s, revisions %llu+%u: %s",
+			    d->id, (unsigned long long)t->first_rev, t->count,
+			    e ? e->msg : "store write");
+			goto out;
+		}
+		atomic_store(&d->mtime_ns, journal_now_ns());
+		atomic_store(&d->end_offset, t->offset);
+		atomic_store(&d->head, t->rev - 1);
+		atomic_fetch_add(&j->events_appended, t->count);
+		atomic_fetch_add(&j->bytes_appended,
+		    t->offset - t->start_offset);
+		atomic_fetch_add(&j->commits, 1);
+	}
+	if (first_rev != NULL)
+		*first_rev = t->first_rev;
+out:
+	journal_txn_end(t);
+	return rc;
+}
+
+void
+journal_txn_abort(struct journal_txn *t)
+{
+	if (t != NULL)
+		journal_txn_end(t);
+}
+
+int
+journal_append_lines(struct journal *j, uint32_t idx, const char *buf,
+    size_t len, struct err *e)
+{
+	struct journal_txn *t;
+	const char *p = buf, *end = buf + len, *nl;
+	int rc;
+
+	if (len == 0)
+		return 0;
+	if (buf[len - 1] != '\n')
+		return err_set(e, -EINVAL, "append: not whole lines");
+	if ((rc = journal_txn_begin(j, idx, &t, e)) < 0)
+		return rc;
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if ((rc = journal_txn_add(t, p, (size_t)(nl - p), e)) < 0) {
+			journal_txn_abort(t);
+			return rc;
+		}
+	}
+	rc = (int)journal_txn_count(t);
+	if (journal_txn_commit(t, NULL, e) < 0)
+		return -EIO;
+	return rc;
+}
+
+int
+journal_sync(struct journal *j, struct err *e)
+{
+	return store_sync(j->store, e);
+}
+
+/*
+ * Positions it on the event of d that holds byte off (off must be below
+ * the end).  Returns the number of bytes of that event to skip, or -EIO if
+ * no such event is found (the store lost it).
+ */
+static ssize_t
+journal_seek_offset(struct store_iter *it, const struct device *d,
+    uint64_t off)
+{
+	unsigned char k[KEYS_EVENT_LEN];
+	uint64_t evoff, rev;
+	const void *key;
+	size_t klen;
+
+	keys_event(k, d->devno, off, 0);
+	store_iter_seek(it, k, sizeof(k));
+	if (store_iter_valid(it)) {
+		key = store_iter_key(it, &klen);
+		if (keys_event_parse(key, klen, d->devno, &evoff, &rev) &&
+		    evoff == off)
+			return 0;
+		store_iter_prev(it);
+	} else {
+		store_iter_seek_last(it);
+	}
+	if (!store_iter_valid(it))
+		return -EIO;
+	key = store_iter_key(it, &klen);
+	if (!keys_event_parse(key, klen, d->devno, &evoff, &rev) || evoff > off)
+		return -EIO;
+	return (ssize_t)(off - evoff);
+}
+
+/*
+ * Positions it on revision rev of d (first <= rev <= head): one seek in the
+ * sparse revision index, one in the events, then fewer than
+ * KEYS_REV_STRIDE steps.  Returns 0 or -EIO.
+ */
+static int
+journal_seek_rev(struct store_iter *it, const struct device *d, uint64_t rev)
+{
+	unsigned char k[KEYS_EVENT_LEN];
+	uint64_t first = atomic_load(&d->first);
+	uint64_t r0 = first, off0 = atomic_load(&d->first_offset);
+	uint64_t r, evoff;
+	const void *key, *val;
+	size_t klen, vlen;
+
+	keys_rev(k, d->devno, rev);
+	store_iter_seek(it, k, KEYS_REV_LEN);
+	if (store_iter_valid(it)) {
+		key = store_iter_key(it, &klen);
+		if (!keys_rev_parse(key, klen, d->devno, &r) || r != rev)
+			store_iter_prev(it);
+	} else {
+		store_iter_seek_last(it);
+	}
+	if (store_iter_valid(it)) {
+		key = store_iter_key(it, &klen);
+		val = store_iter_value(it, &vlen);
+		if (keys_rev_parse(key, klen, d->devno, &r) && r <= rev &&
+		    r >= first && vlen == 8) {
+			r0 = r;
+			off0 = keys_get_u64(val);
+		}
+	}
+	keys_event(k, d->devno, off0, r0);
+	store_iter_seek(it, k, sizeof(k));
+	for (;;) {
+		if (!store_iter_valid(it))
+			return -EIO;
+		key = store_iter_key(it, &klen);
+		if (!keys_event_parse(key, klen, d->devno, &evoff, &r) || r > rev)
+			return -EIO;
+		if (r == rev)
+			return 0;
+		store_iter_next(it);
+	}
+}
+
+/* Copies bytes [skip, ...) of the concatenation of parts into dst. */
+static size_t
+journal_copy_parts(char *dst, size_t room, const char *const *part,
+    const size_t *plen, int nparts, size_t *skip)
+{
+	size_t done = 0, s = *skip;
+
+	for (int i = 0; i < nparts && done < room; i++) {
+		size_t n;
+
+		if (s >= plen[i]) {
+			s -= plen[i];
+			continue;
+		}
+		n = plen[i] - s;
+		if (n > room - done)
+			n = room - done;
+		memcpy(dst + done, part[i] + s, n);
+		done += n;
+		s = 0;
+	}
+	*skip += done;
+	return done;
+}
+
+ssize_t
+journal_read(struct journal *j, uint32_t idx, uint64_t off, char *buf,
+    size_t size, struct err *e)
+{
+	struct device *d = journal_dev(j, idx);
+	uint64_t end = atomic_load(&d->end_offset);
+	uint64_t first_off = atomic_load(&d->first_offset);
+	struct store_iter *it;
+	size_t done = 0, skip;
+	ssize_t s;
+
+	if (off >= end || size == 0)
+		return 0;
+	if (off < first_off)
+		off = first_off;
+	if ((it = store_iter_new(j->store, true)) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	if ((s = journal_seek_offset(it, d, off)) < 0) {
+		s = err_set(e, -EIO, "device %s: no event at offset %llu",
+		    d->id, (unsigned long long)off);
+		goto out;
+	}
+	skip = (size_t)s;
+	while (done < size && store_iter_valid(it)) {
+		size_t klen, vlen;
+		uint64_t evoff, rev;
+		const char *part[2];
+		size_t plen[2];
+		const void *key = store_iter_key(it, &klen);
+
+		if (!keys_event_parse(key, klen, d->devno, &evoff, &rev) ||
+		    evoff >= end)
+			break;
+		part[0] = store_iter_value(it, &vlen);
+		plen[0] = vlen;
+		part[1] = "\n";
+		plen[1] = 1;
+		done += journal_copy_parts(buf + done, size - done, part, plen,
+		    2, &skip);
+		skip = 0;
+		store_iter_next(it);
+	}
+	if ((s = store_iter_status(it, e)) == 0)
+		s = (ssize_t)done;
+out:
+	store_iter_free(it);
+	return s;
+}
+
+ssize_t
+journal_read_from(struct journal *j, uint32_t idx, uint64_t *rev,
+    size_t *skip, bool tagged, char *buf, size_t size, struct err *e)
+{
+	struct device *d = journal_dev(j, idx);
+	uint64_t head = atomic_load(&d->head);
+	struct store_iter *it;
+	size_t done = 0;
+	ssize_t rc;
+
+	if (*rev < atomic_load(&d->first))
+		return err_set(e, -ERANGE, "device %s: revision %llu is "
+		    "compacted", d->id, (unsigned long long)*rev);
+	if (*rev > head || size == 0)
+		return 0;
+	if ((it = store_iter_new(j->store, true)) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	if (journal_seek_rev(it, d, *rev) < 0) {
+		rc = err_set(e, -EIO, "device %s: revision %llu not found",
+		    d->id, (unsigned long long)*rev);
+		goto out;
+	}
+	while (done < size && *rev <= head && store_iter_valid(it)) {
+		char tag[JOURNAL_ID_MAX + 32];
+		const char *part[3];
+		size_t plen[3], klen, vlen, total;
+		uint64_t evoff, r;
+		const void *key = store_iter_key(it, &klen);
+		int np = 0;
+
+		if (!keys_event_parse(key, klen, d->devno, &evoff, &r) ||
+		    r != *rev)
+			break;
+		if (tagged) {
+			int n = snprintf(tag, sizeof(tag), "%s\t%llu\t", d->id,
+			    (unsigned long long)r);
+			part[np] = tag;
+			plen[np++] = (size_t)n;
+		}
+		part[np] = store_iter_value(it, &vlen);
+		plen[np++] = vlen;
+		part[np] = "\n";
+		plen[np++] = 1;
+		total = 0;
+		for (int i = 0; i < np; i++)
+			total += plen[i];
+		done += journal_copy_parts(buf + done, size - done, part, plen,
+		    np, skip);
+		if (*skip < total)
+			break;		/* buf is full inside this line */
+		*skip = 0;
+		(*rev)++;
+		store_iter_next(it);
+	}
+	if ((rc = store_iter_status(it, e)) == 0)
+		rc = (ssize_t)done;
+out:
+	store_iter_free(it);
+	return rc;
+}

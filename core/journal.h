@@ -1,0 +1,157 @@
+/*
+ * journal: devices and their append-only event journals, over the store.
+ *
+ * A device is named by an id (1..JOURNAL_ID_MAX bytes, see config_valid_id)
+ * and has a random 64-bit epoch fixed at creation, a source node (the one
+ * node that orders its events), and a journal of events numbered from 1
+ * without gaps.  Each event is one line; its byte offset in the device's
+ * `events` file is the sum of the lengths (payload + newline) of every event
+ * before it and never changes.
+ *
+ * Devices are known by a dense index (0 .. journal_count() - 1) that is
+ * stable for the life of the process: devices are never removed.  Memory is
+ * O(devices); events are read from the store on demand.
+ *
+ * Thread-safety: every function may be called from any thread.  Appends to
+ * one device are serialised by that device's lock, held from
+ * journal_txn_begin() to commit or abort; readers never take it.
+ */
+#ifndef ODOFS_JOURNAL_H
+#define ODOFS_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+#define JOURNAL_ID_MAX		128	/* bytes of a device id */
+#define JOURNAL_NODE_MAX	64	/* bytes of a node id */
+#define JOURNAL_MAX_DEVICES	(1u << 20)
+
+struct journal;
+struct journal_txn;
+
+struct journal_opts {
+	const char *data_dir;		/* the store lives here */
+	const char *node_id;		/* this node: the source of what it creates */
+	bool sync;			/* every commit waits for stable storage */
+	uint32_t max_event_bytes;	/* longest payload accepted */
+	size_t cache_bytes;		/* LevelDB block cache */
+};
+
+/* A consistent copy of a device's state. */
+struct journal_info {
+	char id[JOURNAL_ID_MAX + 1];
+	char source[JOURNAL_NODE_MAX + 1];
+	uint64_t epoch;
+	uint64_t created_ns;		/* CLOCK_REALTIME at creation */
+	uint64_t mtime_ns;		/* last append by this process, else creation */
+	uint64_t first;			/* first retained revision (head + 1 if none) */
+	uint64_t head;			/* last revision, 0 if none */
+	uint64_t first_offset;		/* offset of the first retained event */
+	uint64_t end_offset;		/* offset of the end: the file's size */
+	uint64_t snapshot_rev;		/* revision the latest snapshot covers */
+	bool local;			/* this node is the source */
+};
+
+struct journal_stats {
+	uint64_t devices;
+	uint64_t events;		/* sum of heads */
+	uint64_t events_appended;	/* by this process */
+	uint64_t bytes_appended;	/* payload + newline, by this process */
+	uint64_t commits;		/* store batches written */
+};
+
+/* Opens the store and loads every device.  Blocks on disk I/O. */
+int journal_open(struct journal **out, const struct journal_opts *o,
+    struct err *e);
+/* Closes; accepts NULL.  No other call may be running. */
+void journal_close(struct journal *j);
+
+/* The number of devices; indexes below it are valid. */
+uint32_t journal_count(struct journal *j);
+
+/* Finds a device by id: 0 and *idx, or -ENOENT. */
+int journal_lookup(struct journal *j, const char *id, size_t len,
+    uint32_t *idx);
+
+/*
+ * Creates a device sourced by this node, with a new random epoch.  Returns
+ * 0 and *idx, -EINVAL for an invalid id, -EEXIST if the id exists, -ENOSPC
+ * past JOURNAL_MAX_DEVICES, -EIO on a storage error.
+ */
+int journal_create(struct journal *j, const char *id, size_t len,
+    uint32_t *idx, struct err *e);
+
+/* Copies device idx's state into *out. */
+void journal_info(struct journal *j, uint32_t idx, struct journal_info *out);
+
+/* The device's id (valid for the life of j) and its id length. */
+const char *journal_id(struct journal *j, uint32_t idx, size_t *len);
+
+/* The offset of the end of device idx's journal (lock-free). */
+uint64_t journal_end_offset(struct journal *j, uint32_t idx);
+/* Whether this node is the source of device idx. */
+bool journal_is_local(struct journal *j, uint32_t idx);
+
+void journal_stats(struct journal *j, struct journal_stats *out);
+
+/*
+ * Appending.  journal_txn_begin() takes the device's append lock and
+ * returns a transaction; journal_txn_add() stages one event (the payload,
+ * without newline); journal_txn_commit() writes everything staged as one
+ * store batch and makes it visible, or journal_txn_abort() drops it.  Both
+ * release the lock and free t.  Keep the time between begin and commit
+ * short: other appenders of the device wait.
+ *
+ * begin: -EROFS when this node is not the device's source, -ENOMEM.
+ * add: -EFBIG over max_event_bytes, -EINVAL if data holds a newline; the
+ *      transaction stays usable.
+ * commit: -EIO on a storage error; nothing of t is then visible.
+ */
+int journal_txn_begin(struct journal *j, uint32_t idx,
+    struct journal_txn **out, struct err *e);
+int journal_txn_add(struct journal_txn *t, const char *data, size_t len,
+    struct err *e);
+/* Number of events staged so far. */
+uint32_t journal_txn_count(const struct journal_txn *t);
+/* On success, *first_rev (may be NULL) is the first revision written. */
+int journal_txn_commit(struct journal_txn *t, uint64_t *first_rev,
+    struct err *e);
+void journal_txn_abort(struct journal_txn *t);
+
+/*
+ * Appends buf, a sequence of whole lines each ending in '\n', as one event
+ * per line in one batch.  Returns the number of events, or a negative errno
+ * as for the txn functions (-EINVAL if buf does not end in '\n').
+ */
+int journal_append_lines(struct journal *j, uint32_t idx, const char *buf,
+    size_t len, struct err *e);
+
+/* Makes every commit so far durable on stable storage.  Blocks. */
+int journal_sync(struct journal *j, struct err *e);
+
+/*
+ * Reads the `events` file of device idx: copies up to size bytes starting
+ * at byte offset off into buf.  An offset below the first retained event
+ * reads from the first retained event.  Returns the number of bytes, 0 at
+ * or past the end, or -EIO.
+ */
+ssize_t journal_read(struct journal *j, uint32_t idx, uint64_t off,
+    char *buf, size_t size, struct err *e);
+
+/*
+ * Reads whole lines from revision *rev on: each event is written as
+ * "payload\n" (or, with tagged, "<id>\t<rev>\t<payload>\n").  *skip bytes of
+ * the first line are left out, for a reader that took part of it before;
+ * a line too long for the space left is cut there and *skip records how
+ * much of it was given.  On return *rev and *skip name the next byte to
+ * read.  Returns the bytes written, 0 when revision *rev does not exist yet,
+ * -ERANGE when *rev is below the first retained revision, -EIO.
+ */
+ssize_t journal_read_from(struct journal *j, uint32_t idx, uint64_t *rev,
+    size_t *skip, bool tagged, char *buf, size_t size, struct err *e);
+
+#endif

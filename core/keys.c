@@ -1,0 +1,91 @@
+/*
+ * keys: see keys.h.  Encoding only; the store and the journal decide what
+ * the values mean.
+ */
+#include <string.h>
+
+#include "keys.h"
+
+void
+keys_put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+void
+keys_put_u64(unsigned char *p, uint64_t v)
+{
+	keys_put_u32(p, (uint32_t)(v >> 32));
+	keys_put_u32(p + 4, (uint32_t)v);
+}
+
+uint32_t
+keys_get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+uint64_t
+keys_get_u64(const unsigned char *p)
+{
+	return (uint64_t)keys_get_u32(p) << 32 | keys_get_u32(p + 4);
+}
+
+void
+keys_event(unsigned char *out, uint32_t devno, uint64_t offset, uint64_t rev)
+{
+	out[0] = 'E';
+	keys_put_u32(out + 1, devno);
+	keys_put_u64(out + 5, offset);
+	keys_put_u64(out + 13, rev);
+}
+
+bool
+keys_event_parse(const void *k, size_t len, uint32_t devno, uint64_t *offset,
+    uint64_t *rev)
+{
+	const unsigned char *p = k;
+
+	if (len != KEYS_EVENT_LEN || p[0] != 'E' || keys_get_u32(p + 1) != devno)
+		return false;
+	*offset = keys_get_u64(p + 5);
+	*rev = keys_get_u64(p + 13);
+	return true;
+}
+
+void
+keys_rev(unsigned char *out, uint32_t devno, uint64_t rev)
+{
+	out[0] = 'R';
+	keys_put_u32(out + 1, devno);
+	keys_put_u64(out + 5, rev);
+}
+
+bool
+keys_rev_parse(const void *k, size_t len, uint32_t devno, uint64_t *rev)
+{
+	const unsigned char *p = k;
+
+	if (len != KEYS_REV_LEN || p[0] != 'R' || keys_get_u32(p + 1) != devno)
+		return false;
+	*rev = keys_get_u64(p + 5);
+	return true;
+}
+
+bool
+keys_rev_indexed(uint64_t rev)
+{
+	return rev % KEYS_REV_STRIDE == 1;
+}
+
+size_t
+keys_dev(unsigned char *out, const char *id, size_t idlen)
+{
+	out[0] = 'D';
+	memcpy(out + 1, id, idlen);
+	return 1 + idlen;
+}

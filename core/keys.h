@@ -1,0 +1,53 @@
+/*
+ * keys: the LevelDB key layout.  Integers are big-endian, so LevelDB's
+ * bytewise order is journal order:
+ *
+ *	'D' <device id>                      -> device record (see journal.c)
+ *	'E' <devno u32> <offset u64> <rev u64> -> <payload>
+ *	'R' <devno u32> <rev u64>            -> <offset u64>   (sparse: every
+ *	                                        KEYS_REV_STRIDE-th revision)
+ *
+ * The payload is stored without its newline.  Events are keyed by byte
+ * offset first, so a read at any offset is one seek; the
+ * sparse revision index makes a read from any revision one seek plus at most
+ * KEYS_REV_STRIDE - 1 steps.  Both stay O(log n) in the journal's length and
+ * cost no memory.  Pure functions, no allocation.
+ */
+#ifndef ODOFS_KEYS_H
+#define ODOFS_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KEYS_EVENT_LEN	21	/* 'E' + 4 + 8 + 8 */
+#define KEYS_REV_LEN	13	/* 'R' + 4 + 8 */
+#define KEYS_DEV_MAX	129	/* 'D' + 128 */
+#define KEYS_REV_STRIDE	64
+
+void keys_put_u32(unsigned char *p, uint32_t v);
+void keys_put_u64(unsigned char *p, uint64_t v);
+uint32_t keys_get_u32(const unsigned char *p);
+uint64_t keys_get_u64(const unsigned char *p);
+
+/*
+ * Fills out (KEYS_EVENT_LEN bytes) with the event key of (devno, offset,
+ * rev).  Offsets and revisions grow together, so seeking (devno, off, 0)
+ * finds the event that starts at off, or the one after it.
+ */
+void keys_event(unsigned char *out, uint32_t devno, uint64_t offset,
+    uint64_t rev);
+/* Parses an event key; false if k is not an event key of devno. */
+bool keys_event_parse(const void *k, size_t len, uint32_t devno,
+    uint64_t *offset, uint64_t *rev);
+
+/* Fill out (KEYS_REV_LEN bytes) with the revision-index key. */
+void keys_rev(unsigned char *out, uint32_t devno, uint64_t rev);
+bool keys_rev_parse(const void *k, size_t len, uint32_t devno, uint64_t *rev);
+/* Whether revision rev gets an index entry. */
+bool keys_rev_indexed(uint64_t rev);
+
+/* Device record key; returns its length (1 + idlen). out: KEYS_DEV_MAX. */
+size_t keys_dev(unsigned char *out, const char *id, size_t idlen);
+
+#endif

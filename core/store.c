@@ -1,0 +1,296 @@
+/*
+ * store: LevelDB through its C API.  The handle owns the options objects it
+ * was opened with; batches and iterators are thin wrappers so that no
+ * leveldb_* type leaves this file.  An empty synchronous write is how a
+ * sync is requested: LevelDB appends an empty record to its log and fsyncs
+ * it, and concurrent syncs are grouped by LevelDB's writer queue.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <leveldb/c.h>
+
+#include "store.h"
+
+struct store {
+	leveldb_t *db;
+	leveldb_options_t *opts;
+	leveldb_cache_t *cache;
+	leveldb_filterpolicy_t *filter;
+	leveldb_readoptions_t *ropts;
+	leveldb_writeoptions_t *wopts;
+	leveldb_writeoptions_t *wopts_sync;
+};
+
+struct store_batch {
+	leveldb_writebatch_t *wb;
+};
+
+struct store_iter {
+	leveldb_iterator_t *it;
+	leveldb_readoptions_t *ropts;
+};
+
+static int
+store_mkdirs(const char *dir, struct err *e)
+{
+	char path[4096];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(path))
+		return err_set(e, -ENAMETOOLONG, "data dir: bad path '%s'", dir);
+	memcpy(path, dir, n + 1);
+	for (char *p = path + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return err_set(e, -errno, "data dir: cannot create %s: %s",
+			    path, strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return err_set(e, -errno, "data dir: cannot create %s: %s", path,
+		    strerror(errno));
+	return 0;
+}
+
+int
+store_open(struct store **out, const char *dir, size_t cache_bytes,
+    struct err *e)
+{
+	struct store *s;
+	char *lerr = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = store_mkdirs(dir, e)) < 0)
+		return rc;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return err_set(e, -ENOMEM, "store: out of memory");
+	s->opts = leveldb_options_create();
+	s->cache = leveldb_cache_create_lru(cache_bytes);
+	s->filter = leveldb_filterpolicy_create_bloom(10);
+	leveldb_options_set_create_if_missing(s->opts, 1);
+	leveldb_options_set_cache(s->opts, s->cache);
+	leveldb_options_set_filter_policy(s->opts, s->filter);
+	leveldb_options_set_write_buffer_size(s->opts, 8 << 20);
+	leveldb_options_set_max_open_files(s->opts, 256);
+	s->ropts = leveldb_readoptions_create();
+	s->wopts = leveldb_writeoptions_create();
+	s->wopts_sync = leveldb_writeoptions_create();
+	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
+
+	s->db = leveldb_open(s->opts, dir, &lerr);
+	if (lerr != NULL) {
+		/* LevelDB says "IO error: lock ...: Resource temporarily
+		 * unavailable" when another daemon holds the directory. */
+		rc = err_set(e, strstr(lerr, "lock") ? -EBUSY : -EIO,
+		    "data dir %s: cannot open the store: %s", dir, lerr);
+		leveldb_free(lerr);
+		store_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->db != NULL)
+		leveldb_close(s->db);
+	if (s->wopts_sync != NULL)
+		leveldb_writeoptions_destroy(s->wopts_sync);
+	if (s->wopts != NULL)
+		leveldb_writeoptions_destroy(s->wopts);
+	if (s->ropts != NULL)
+		leveldb_readoptions_destroy(s->ropts);
+	if (s->opts != NULL)
+		leveldb_options_destroy(s->opts);
+	if (s->filter != NULL)
+		leveldb_filterpolicy_destroy(s->filter);
+	if (s->cache != NULL)
+		leveldb_cache_destroy(s->cache);
+	free(s);
+}
+
+int
+store_get(struct store *s, const void *key, size_t klen, void *val,
+    size_t cap, size_t *len, struct err *e)
+{
+	char *lerr = NULL;
+	size_t vlen = 0;
+	char *v;
+
+	v = leveldb_get(s->db, s->ropts, key, klen, &vlen, &lerr);
+	if (lerr != NULL) {
+		err_set(e, -EIO, "store read: %s", lerr);
+		leveldb_free(lerr);
+		return -EIO;
+	}
+	if (v == NULL)
+		return -ENOENT;
+	*len = vlen;
+	if (vlen > cap) {
+		leveldb_free(v);
+		return -EOVERFLOW;
+	}
+	memcpy(val, v, vlen);
+	leveldb_free(v);
+	return 0;
+}
+
+struct store_batch *
+store_batch_new(void)
+{
+	struct store_batch *b = malloc(sizeof(*b));
+
+	if (b != NULL)
+		b->wb = leveldb_writebatch_create();
+	return b;
+}
+
+void
+store_batch_free(struct store_batch *b)
+{
+	if (b == NULL)
+		return;
+	leveldb_writebatch_destroy(b->wb);
+	free(b);
+}
+
+void
+store_batch_put(struct store_batch *b, const void *k, size_t klen,
+    const void *v, size_t vlen)
+{
+	leveldb_writebatch_put(b->wb, k, klen, v, vlen);
+}
+
+void
+store_batch_delete(struct store_batch *b, const void *k, size_t klen)
+{
+	leveldb_writebatch_delete(b->wb, k, klen);
+}
+
+void
+store_batch_clear(struct store_batch *b)
+{
+	leveldb_writebatch_clear(b->wb);
+}
+
+int
+store_write(struct store *s, struct store_batch *b, bool sync, struct err *e)
+{
+	char *lerr = NULL;
+
+	leveldb_write(s->db, sync ? s->wopts_sync : s->wopts, b->wb, &lerr);
+	if (lerr != NULL) {
+		err_set(e, -EIO, "store write: %s", lerr);
+		leveldb_free(lerr);
+		return -EIO;
+	}
+	return 0;
+}
+
+int
+store_sync(struct store *s, struct err *e)
+{
+	struct store_batch b;
+	int rc;
+
+	b.wb = leveldb_writebatch_create();
+	rc = store_write(s, &b, true, e);
+	leveldb_writebatch_destroy(b.wb);
+	return rc;
+}
+
+void
+store_compact(struct store *s, const void *start, size_t slen,
+    const void *limit, size_t llen)
+{
+	leveldb_compact_range(s->db, start, slen, limit, llen);
+}
+
+struct store_iter *
+store_iter_new(struct store *s, bool fill_cache)
+{
+	struct store_iter *it = malloc(sizeof(*it));
+
+	if (it == NULL)
+		return NULL;
+	it->ropts = leveldb_readoptions_create();
+	leveldb_readoptions_set_fill_cache(it->ropts, fill_cache);
+	it->it = leveldb_create_iterator(s->db, it->ropts);
+	return it;
+}
+
+void
+store_iter_free(struct store_iter *it)
+{
+	if (it == NULL)
+		return;
+	leveldb_iter_destroy(it->it);
+	leveldb_readoptions_destroy(it->ropts);
+	free(it);
+}
+
+void
+store_iter_seek(struct store_iter *it, const void *k, size_t klen)
+{
+	leveldb_iter_seek(it->it, k, klen);
+}
+
+void
+store_iter_seek_last(struct store_iter *it)
+{
+	leveldb_iter_seek_to_last(it->it);
+}
+
+bool
+store_iter_valid(const struct store_iter *it)
+{
+	return leveldb_iter_valid(it->it) != 0;
+}
+
+void
+store_iter_next(struct store_iter *it)
+{
+	leveldb_iter_next(it->it);
+}
+
+void
+store_iter_prev(struct store_iter *it)
+{
+	leveldb_iter_prev(it->it);
+}
+
+const void *
+store_iter_key(const struct store_iter *it, size_t *len)
+{
+	return leveldb_iter_key(it->it, len);
+}
+
+const void *
+store_iter_value(const struct store_iter *it, size_t *len)
+{
+	return leveldb_iter_value(it->it, len);
+}
+
+int
+store_iter_status(const struct store_iter *it, struct err *e)
+{
+	char *lerr = NULL;
+
+	leveldb_iter_get_error(it->it, &lerr);
+	if (lerr != NULL) {
+		err_set(e, -EIO, "store iterator: %s", lerr);
+		leveldb_free(lerr);
+		return -EIO;
+	}
+	return 0;
+}

@@ -1,0 +1,70 @@
+/*
+ * store: the LevelDB wrapper.  Nothing outside store.c sees a leveldb_*
+ * type.  Batches are written atomically; a write that returns has reached
+ * the operating system (it survives the daemon being killed), and a write
+ * with sync, or store_sync(), has reached stable storage.
+ *
+ * Thread-safety: a store may be used from any thread.  A batch or an
+ * iterator belongs to one thread at a time.
+ */
+#ifndef ODOFS_STORE_H
+#define ODOFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+struct store;
+struct store_batch;
+struct store_iter;
+
+/* Opens (creating dir and the database if missing) the store in dir. */
+int store_open(struct store **out, const char *dir, size_t cache_bytes,
+    struct err *e);
+void store_close(struct store *s);
+
+/*
+ * Reads the value of key into val (capacity cap) and its length into *len.
+ * Returns 0, -ENOENT when absent, -EOVERFLOW when the value is larger than
+ * cap (*len is then the needed size), -EIO on a storage error.
+ */
+int store_get(struct store *s, const void *key, size_t klen, void *val,
+    size_t cap, size_t *len, struct err *e);
+
+/* A batch of puts and deletes. store_batch_new() returns NULL on ENOMEM. */
+struct store_batch *store_batch_new(void);
+void store_batch_free(struct store_batch *b);
+void store_batch_put(struct store_batch *b, const void *k, size_t klen,
+    const void *v, size_t vlen);
+void store_batch_delete(struct store_batch *b, const void *k, size_t klen);
+void store_batch_clear(struct store_batch *b);
+
+/* Applies b atomically; with sync, waits for stable storage. */
+int store_write(struct store *s, struct store_batch *b, bool sync,
+    struct err *e);
+
+/* Makes every write so far durable on stable storage. */
+int store_sync(struct store *s, struct err *e);
+
+/* Compacts the key range [start, limit) (NULL means unbounded). */
+void store_compact(struct store *s, const void *start, size_t slen,
+    const void *limit, size_t llen);
+
+/*
+ * Iterators see a consistent view of the store as of their creation.
+ * store_iter_key/value return pointers valid until the next move or free.
+ */
+struct store_iter *store_iter_new(struct store *s, bool fill_cache);
+void store_iter_free(struct store_iter *it);
+void store_iter_seek(struct store_iter *it, const void *k, size_t klen);
+void store_iter_seek_last(struct store_iter *it);
+bool store_iter_valid(const struct store_iter *it);
+void store_iter_next(struct store_iter *it);
+void store_iter_prev(struct store_iter *it);
+const void *store_iter_key(const struct store_iter *it, size_t *len);
+const void *store_iter_value(const struct store_iter *it, size_t *len);
+/* 0, or -EIO with e set if the iterator met a storage error. */
+int store_iter_status(const struct store_iter *it, struct err *e);
+
+#endif

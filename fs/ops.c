@@ -1,0 +1,728 @@
+/*
+ * ops: the fuse_lowlevel_ops table.
+ *
+ * Every request gets exactly one reply.  Handlers compute a negative errno
+ * or a result; errors are answered by ops_reply_err() alone, which also
+ * counts them for .metrics.  No handler blocks on anything but the store.
+ *
+ * `events` is opened with direct I/O for every open (FUSE-NOTES §1): one
+ * write() is one FUSE_WRITE, and reads always reach the daemon, so a size
+ * that grows from inside the daemon is never hidden behind the page cache.
+ * Attribute timeouts are 0 for files whose size changes.  Writes ignore the
+ * kernel's offset and append at the journal's own end (O_APPEND is
+ * required at open).  The generated files (.status, .metrics, info) are
+ * rendered once per open into the handle and read from there.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "lines.h"
+#include "log.h"
+#include "tree.h"
+
+#define OPS_DIR_TIMEOUT		60.0	/* names and dirs never change */
+#define OPS_TEXT_MAX		(64u << 20)
+
+/*
+ * After an over-long line is refused, the rest of it may still come: the
+ * kernel cuts a write() of more than ~1 MiB into pieces, and when a later
+ * piece fails it reports a short count, so the writer sends that piece
+ * again.  A handle therefore remembers what it refused:
+ *   REFUSE_LINE   the refused line has not ended: drop up to its newline;
+ *   REFUSE_RETRY  the refused piece ended the line: if the next write starts
+ *                 with the same bytes, it is that piece again.
+ * Either way the write that carries the rest fails with EFBIG as a whole.
+ */
+enum refuse {
+	REFUSE_NONE = 0,
+	REFUSE_LINE,
+	REFUSE_RETRY,
+};
+
+struct handle {
+	pthread_mutex_t lock;		/* serialises writes to this open file */
+	enum tree_kind kind;
+	uint32_t dev;
+	struct buf pending;		/* unfinished line; under lock */
+	enum refuse refuse;		/* under lock */
+	size_t refused_len;		/* REFUSE_RETRY: the piece's line bytes */
+	unsigned long long refused_hash;
+	struct buf text;		/* rendered content (generated files) */
+};
+
+static struct odofs *
+ops_ctx(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void
+ops_reply_err(fuse_req_t req, int rc)
+{
+	struct odofs *o = ops_ctx(req);
+	int n = -rc;
+
+	if (n > 0 && n < FS_ERRNO_MAX)
+		atomic_fetch_add(&o->metrics.errors[n], 1);
+	fuse_reply_err(req, n);
+}
+
+static bool
+ops_decode(struct odofs *o, fuse_ino_t ino, struct tree_node *n)
+{
+	return tree_decode(ino, journal_count(o->journal), n);
+}
+
+static void
+ops_ts(struct timespec *ts, uint64_t ns)
+{
+	ts->tv_sec = (time_t)(ns / 1000000000ull);
+	ts->tv_nsec = (long)(ns % 1000000000ull);
+}
+
+/* Fills st for node n; returns the attribute timeout to give. */
+static double
+ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
+{
+	struct journal_info in;
+	double timeout = 0.0;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = tree_ino(n->kind, n->dev);
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_blksize = 4096;
+	ops_ts(&st->st_mtim, (uint64_t)o->started * 1000000000ull);
+	switch (n->kind) {
+	case TREE_ROOT:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2 + journal_count(o->journal);
+		break;
+	case TREE_STATUS:
+	case TREE_METRICS:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		break;
+	case TREE_DEV:
+	case TREE_EVENTS:
+	case TREE_INFO:
+		journal_info(o->journal, n->dev, &in);
+		ops_ts(&st->st_mtim, in.created_ns);
+		st->st_nlink = 1;
+		if (n->kind == TREE_DEV) {
+			st->st_mode = S_IFDIR | 0755;
+			st->st_nlink = 2;
+			timeout = OPS_DIR_TIMEOUT;
+		} else if (n->kind == TREE_INFO) {
+			st->st_mode = S_IFREG | 0444;
+		} else {
+			st->st_mode = S_IFREG | (in.local ? 0644 : 0444);
+			st->st_size = (off_t)in.end_offset;
+			st->st_blocks = (blkcnt_t)((in.end_offset -
+			    in.first_offset + 511) / 512);
+			ops_ts(&st->st_mtim, in.mtime_ns);
+		}
+		break;
+	default:
+		break;
+	}
+	st->st_ctim = st->st_mtim;
+	st->st_atim = st->st_mtim;
+	return timeout;
+}
+
+static void
+ops_reply_entry(fuse_req_t req, struct odofs *o, enum tree_kind kind,
+    uint32_t dev)
+{
+	struct fuse_entry_param e;
+	struct tree_node n = { kind, dev };
+
+	memset(&e, 0, sizeof(e));
+	e.attr_timeout = ops_stat(o, &n, &e.attr);
+	e.ino = e.attr.st_ino;
+	e.entry_timeout = OPS_DIR_TIMEOUT;
+	fuse_reply_entry(req, &e);
+}
+
+static void
+ops_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* writeback caching would lose O_APPEND (FUSE-NOTES §1) */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void
+ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct odofs *o = ops_ctx(req);
+	struct tree_node p;
+	enum tree_kind k;
+	uint32_t dev;
+
+	if (!ops_decode(o, parent, &p))
+		return ops_reply_err(req, -ENOENT);
+	if (p.kind == TREE_ROOT) {
+		k = tree_find(tree_root_files, tree_root_nfiles, name);
+		if (k != TREE_NONE)
+			return ops_reply_entry(req, o, k, 0);
+		if (journal_lookup(o->journal, name, strlen(name), &dev) == 0)
+			return ops_reply_entry(req, o, TREE_DEV, dev);
+		return ops_reply_err(req, -ENOENT);
+	}
+	if (p.kind == TREE_DEV) {
+		k = tree_find(tree_dev_files, tree_dev_nfiles, name);
+		if (k != TREE_NONE)
+			return ops_reply_entry(req, o, k, p.dev);
+		return ops_reply_err(req, -ENOENT);
+	}
+	ops_reply_err(req, -ENOTDIR);
+}
+
+static void
+ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	struct tree_node n;
+	struct stat st;
+	double timeout;
+
+	(void)fi;
+	if (!ops_decode(o, ino, &n))
+		return ops_reply_err(req, -ENOENT);
+	timeout = ops_stat(o, &n, &st);
+	fuse_reply_attr(req, &st, timeout);
+}
+
+static void
+ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+    struct fuse_file_info *fi)
+{
+	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+	    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
+	    FUSE_SET_ATTR_CTIME;
+
+	(void)attr;
+	/* chattr +a: no truncation; no chmod/chown; touch changes nothing */
+	if (to_set & ~times)
+		return ops_reply_err(req, -EPERM);
+	ops_getattr(req, ino, fi);
+}
+
+static void
+ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct odofs *o = ops_ctx(req);
+	struct tree_node p;
+	struct err e;
+	uint32_t dev;
+	int rc;
+
+	(void)mode;
+	if (!ops_decode(o, parent, &p))
+		return ops_reply_err(req, -ENOENT);
+	/* a device id has no '/': mkdir inside a device is a bad id */
+	if (p.kind != TREE_ROOT)
+		return ops_reply_err(req, p.kind == TREE_DEV ? -EINVAL :
+		    -ENOTDIR);
+	if ((rc = journal_create(o->journal, name, strlen(name), &dev,
+	    &e)) < 0) {
+		if (rc != -EINVAL && rc != -EEXIST)
+			log_warnx("mkdir failed: %s: %s", name, e.msg);
+		return ops_reply_err(req, rc);
+	}
+	log_info("device created: %s", name);
+	ops_reply_entry(req, o, TREE_DEV, dev);
+}
+
+static void
+ops_eperm_name(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	ops_reply_err(req, -EPERM);
+}
+
+static void
+ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+    fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	ops_reply_err(req, -EPERM);
+}
+
+static void
+ops_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+    dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	ops_reply_err(req, -EPERM);
+}
+
+static void
+ops_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+    const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	ops_reply_err(req, -EPERM);
+}
+
+static void
+ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+    const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	ops_reply_err(req, -EPERM);
+}
+
+static void
+ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+    struct fuse_file_info *fi)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)fi;
+	ops_reply_err(req, -EPERM);
+}
+
+static struct handle *
+handle_new(enum tree_kind kind, uint32_t dev, size_t max_event)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (h == NULL)
+		return NULL;
+	pthread_mutex_init(&h->lock, NULL);
+	h->kind = kind;
+	h->dev = dev;
+	buf_init(&h->pending, max_event);
+	buf_init(&h->text, OPS_TEXT_MAX);
+	return h;
+}
+
+static void
+handle_free(struct handle *h)
+{
+	buf_release(&h->pending);
+	buf_release(&h->text);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+static struct handle *
+ops_handle(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/* Renders a generated file into h->text. */
+static int
+ops_render(struct odofs *o, struct handle *h)
+{
+	switch (h->kind) {
+	case TREE_STATUS:
+		return render_status(o, &h->text);
+	case TREE_METRICS:
+		return render_metrics(o, &h->text);
+	case TREE_INFO:
+		return render_info(o, h->dev, &h->text);
+	default:
+		return -EINVAL;
+	}
+}
+
+static int
+ops_open_events(struct odofs *o, const struct tree_node *n, int flags)
+{
+	if ((flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC))
+		return 0;
+	if (!journal_is_local(o->journal, n->dev))
+		return -EROFS;
+	/* chattr +a: only appending opens may write */
+	if ((flags & O_TRUNC) || !(flags & O_APPEND))
+		return -EPERM;
+	return 0;
+}
+
+static void
+ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	struct handle *h = NULL;
+	struct tree_node n;
+	int rc;
+
+	if (!ops_decode(o, ino, &n))
+		return ops_reply_err(req, -ENOENT);
+	if (tree_is_dir(n.kind))
+		return ops_reply_err(req, -EISDIR);
+	if (n.kind == TREE_EVENTS)
+		rc = ops_open_events(o, &n, fi->flags);
+	else
+		rc = (fi->flags & O_ACCMODE) == O_RDONLY ? 0 : -EACCES;
+	if (rc < 0)
+		return ops_reply_err(req, rc);
+	if ((h = handle_new(n.kind, n.dev, o->cfg->max_event_bytes)) == NULL)
+		return ops_reply_err(req, -ENOMEM);
+	if (n.kind != TREE_EVENTS && (rc = ops_render(o, h)) < 0) {
+		handle_free(h);
+		return ops_reply_err(req, rc);
+	}
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	if ((fi->flags & O_ACCMODE) == O_RDONLY)
+		fi->noflush = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(h);		/* interrupted: no release will come */
+}
+
+static void
+ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	struct handle *h = ops_handle(fi);
+	struct err e;
+	ssize_t n;
+	char *buf;
+
+	(void)ino;
+	if (h->kind != TREE_EVENTS) {
+		size_t len = h->text.len;
+		size_t start = (uint64_t)off < len ? (size_t)off : len;
+		size_t cnt = len - start < size ? len - start : size;
+
+		atomic_fetch_add(&o->metrics.reads, 1);
+		atomic_fetch_add(&o->metrics.read_bytes, cnt);
+		fuse_reply_buf(req, cnt ? h->text.data + start : NULL, cnt);
+		return;
+	}
+	if ((buf = malloc(size ? size : 1)) == NULL)
+		return ops_reply_err(req, -ENOMEM);
+	n = journal_read(o->journal, h->dev, (uint64_t)off, buf, size, &e);
+	if (n < 0) {
+		log_warnx("read failed: %s", e.msg);
+		free(buf);
+		return ops_reply_err(req, (int)n);
+	}
+	atomic_fetch_add(&o->metrics.reads, 1);
+	atomic_fetch_add(&o->metrics.read_bytes, (uint64_t)n);
+	fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+/* Commits the pending partial line of h as an event.  Caller holds h->lock. */
+static int
+ops_commit_pending(struct odofs *o, struct handle *h)
+{
+	struct journal_txn *t;
+	struct err e;
+	int rc;
+
+	if (h->pending.len == 0)
+		return 0;
+	if ((rc = journal_txn_begin(o->journal, h->dev, &t, &e)) < 0)
+		return rc;
+	if ((rc = journal_txn_add(t, h->pending.data, h->pending.len, &e)) < 0) {
+		journal_txn_abort(t);
+		return rc;
+	}
+	if ((rc = journal_txn_commit(t, NULL, &e)) < 0)
+		return rc;
+	buf_reset(&h->pending);
+	return 0;
+}
+
+/*
+ * Appends one write: complete lines become events in one batch, the bytes
+ * after the last newline wait in h->pending.  Nothing is stored on error.
+ * Caller holds h->lock.
+ */
+static int
+ops_append(struct odofs *o, struct handle *h, const char *data, size_t size)
+{
+	const char *p, *end, *nl;
+	struct lines_plan plan;
+	struct journal_txn *t;
+	size_t old_pending = h->pending.len;
+	struct err e;
+	int rc;
+
+	if (h->refuse == REFUSE_LINE) {
+		if (memchr(data, '\n', size) != NULL)
+			h->refuse = REFUSE_NONE;
+		return -EFBIG;
+	}
+	if (h->refuse == REFUSE_RETRY) {
+		h->refuse = REFUSE_NONE;
+		if (size >= h->refused_len &&
+		    lines_hash(data, h->refused_len) == h->refused_hash)
+			return -EFBIG;
+	}
+	rc = lines_plan(h->pending.len, data, size, o->cfg->max_event_bytes,
+	    &plan);
+	if (rc < 0) {
+		/* the over-long line is refused whole: drop what it began */
+		buf_reset(&h->pending);
+		if (plan.bad == LINES_BAD_TAIL) {
+			h->refuse = REFUSE_LINE;
+		} else if (plan.bad == LINES_BAD_FIRST) {
+			h->refuse = REFUSE_RETRY;
+			h->refused_len = plan.first_len + 1;
+			h->refused_hash = lines_hash(data, h->refused_len);
+		}
+		return rc;
+	}
+	if (plan.events > 0) {
+		if ((rc = journal_txn_begin(o->journal, h->dev, &t, &e)) < 0)
+			return rc;
+		/* the first event completes the pending bytes, if any */
+		if (old_pending > 0) {
+			if ((rc = buf_append(&h->pending, data,
+			    plan.first_len)) == 0)
+				rc = journal_txn_add(t, h->pending.data,
+				    h->pending.len, &e);
+			p = data + plan.first_len + 1;
+		} else {
+			p = data;
+		}
+		end = data + plan.whole;
+		for (; rc == 0 && p < end; p = nl + 1) {
+			nl = memchr(p, '\n', (size_t)(end - p));
+			rc = journal_txn_add(t, p, (size_t)(nl - p), &e);
+		}
+		if (rc < 0) {
+			journal_txn_abort(t);
+		} else {
+			rc = journal_txn_commit(t, NULL, &e);
+		}
+		if (rc < 0) {
+			h->pending.len = old_pending;	/* as before the write */
+			return rc;
+		}
+		buf_reset(&h->pending);
+	}
+	if (plan.tail > 0 &&
+	    (rc = buf_append(&h->pending, data + plan.whole, plan.tail)) < 0)
+		return rc == -E2BIG ? -EFBIG : rc;
+	return 0;
+}
+
+static void
+ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
+    off_t off, struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	struct handle *h = ops_handle(fi);
+	int rc;
+
+	(void)ino;
+	(void)off;		/* O_APPEND: the journal's end, not the kernel's */
+	if (h->kind != TREE_EVENTS)
+		return ops_reply_err(req, -EBADF);
+	pthread_mutex_lock(&h->lock);
+	rc = ops_append(o, h, data, size);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0)
+		return ops_reply_err(req, rc);
+	atomic_fetch_add(&o->metrics.writes, 1);
+	atomic_fetch_add(&o->metrics.write_bytes, size);
+	fuse_reply_write(req, size);
+}
+
+static void
+ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	struct handle *h = ops_handle(fi);
+	int rc = 0;
+
+	(void)ino;
+	if (h->kind == TREE_EVENTS) {
+		pthread_mutex_lock(&h->lock);
+		rc = ops_commit_pending(o, h);
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (rc < 0)
+		return ops_reply_err(req, rc);
+	fuse_reply_err(req, 0);
+}
+
+static void
+ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	struct handle *h = ops_handle(fi);
+	int rc = 0;
+
+	(void)ino;
+	if (h->kind == TREE_EVENTS) {
+		pthread_mutex_lock(&h->lock);
+		rc = ops_commit_pending(o, h);
+		pthread_mutex_unlock(&h->lock);
+		if (rc < 0)
+			log_warnx("partial line lost at close: %s: %s",
+			    journal_id(o->journal, h->dev, &(size_t){0}),
+			    strerror(-rc));
+	}
+	handle_free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void
+ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+    struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	struct err e;
+	int rc;
+
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	if ((rc = journal_sync(o->journal, &e)) < 0) {
+		log_warnx("fsync failed: %s", e.msg);
+		return ops_reply_err(req, rc);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void
+ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	struct tree_node n;
+
+	if (!ops_decode(o, ino, &n))
+		return ops_reply_err(req, -ENOENT);
+	if (!tree_is_dir(n.kind))
+		return ops_reply_err(req, -ENOTDIR);
+	fuse_reply_open(req, fi);
+}
+
+/*
+ * Directory offsets are stable cursors: entry k (from 0) of the listing
+ * "." ".." <own files> <devices in creation order> has offset k + 1.
+ */
+static void
+ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	struct odofs *o = ops_ctx(req);
+	const struct tree_entry *files;
+	size_t nfiles, used = 0;
+	uint64_t k, total;
+	struct tree_node n;
+	struct stat st;
+	char *buf;
+
+	(void)fi;
+	if (!ops_decode(o, ino, &n) || !tree_is_dir(n.kind))
+		return ops_reply_err(req, -ENOTDIR);
+	if (n.kind == TREE_ROOT) {
+		files = tree_root_files;
+		nfiles = tree_root_nfiles;
+		total = 2 + nfiles + journal_count(o->journal);
+	} else {
+		files = tree_dev_files;
+		nfiles = tree_dev_nfiles;
+		total = 2 + nfiles;
+	}
+	if ((buf = malloc(size)) == NULL)
+		return ops_reply_err(req, -ENOMEM);
+	memset(&st, 0, sizeof(st));
+	for (k = (uint64_t)off; k < total; k++) {
+		char name[JOURNAL_ID_MAX + 1];
+		size_t ent;
+
+		if (k < 2) {
+			snprintf(name, sizeof(name), "%s", k == 0 ? "." : "..");
+			st.st_ino = k == 0 ? ino : 1;
+			st.st_mode = S_IFDIR;
+		} else if (k < 2 + nfiles) {
+			snprintf(name, sizeof(name), "%s", files[k - 2].name);
+			st.st_ino = tree_ino(files[k - 2].kind, n.dev);
+			st.st_mode = S_IFREG;
+		} else {
+			uint32_t dev = (uint32_t)(k - 2 - nfiles);
+			size_t len;
+			const char *id = journal_id(o->journal, dev, &len);
+
+			memcpy(name, id, len + 1);
+			st.st_ino = tree_ino(TREE_DEV, dev);
+			st.st_mode = S_IFDIR;
+		}
+		ent = fuse_add_direntry(req, buf + used, size - used, name, &st,
+		    (off_t)(k + 1));
+		if (ent > size - used)
+			break;
+		used += ent;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void
+ops_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct odofs *o = ops_ctx(req);
+	struct journal_stats js;
+	struct statvfs sv;
+
+	(void)ino;
+	journal_stats(o->journal, &js);
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_namemax = 255;
+	sv.f_files = js.devices;
+	fuse_reply_statfs(req, &sv);
+}
+
+const struct fuse_lowlevel_ops ops_table = {
+	.init = ops_init,
+	.lookup = ops_lookup,
+	.getattr = ops_getattr,
+	.setattr = ops_setattr,
+	.mkdir = ops_mkdir,
+	.mknod = ops_mknod,
+	.unlink = ops_eperm_name,
+	.rmdir = ops_eperm_name,
+	.symlink = ops_symlink,
+	.rename = ops_rename,
+	.link = ops_link,
+	.create = ops_create,
+	.open = ops_open,
+	.read = ops_read,
+	.write = ops_write,
+	.flush = ops_flush,
+	.release = ops_release,
+	.fsync = ops_fsync,
+	.opendir = ops_opendir,
+	.readdir = ops_readdir,
+	.statfs = ops_statfs,
+};

@@ -1,0 +1,125 @@
+/*
+ * render: the text of the generated files: .status (JSON), .metrics
+ * (Prometheus text exposition format 0.0.4) and <device>/info (JSON).
+ * Everything is computed at open from the journal's lock-free counters, so
+ * rendering never blocks an appender.  Epochs are 64-bit and so printed as
+ * 16 hex digits in a JSON string: a JSON number would lose precision.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "fs.h"
+
+static const char *const render_errno_names[FS_ERRNO_MAX] = {
+	[EPERM] = "EPERM", [ENOENT] = "ENOENT", [EIO] = "EIO",
+	[EBADF] = "EBADF", [EAGAIN] = "EAGAIN", [ENOMEM] = "ENOMEM",
+	[EACCES] = "EACCES", [EEXIST] = "EEXIST", [ENOTDIR] = "ENOTDIR",
+	[EISDIR] = "EISDIR", [EINVAL] = "EINVAL", [EFBIG] = "EFBIG",
+	[ENOSPC] = "ENOSPC", [EROFS] = "EROFS", [ERANGE] = "ERANGE",
+	[ENAMETOOLONG] = "ENAMETOOLONG", [ENOSYS] = "ENOSYS",
+	[ENOTEMPTY] = "ENOTEMPTY", [EINTR] = "EINTR", [ENODATA] = "ENODATA",
+	[EOPNOTSUPP] = "EOPNOTSUPP", [E2BIG] = "E2BIG", [EXDEV] = "EXDEV",
+};
+
+int
+render_status(struct odofs *o, struct buf *out)
+{
+	struct journal_stats st;
+	int rc = 0;
+
+	journal_stats(o->journal, &st);
+	rc |= buf_printf(out, "{\"node\":");
+	rc |= buf_json_str(out, o->cfg->node_id, strlen(o->cfg->node_id));
+	rc |= buf_printf(out, ",\"version\":\"%s\",\"started\":%lld,"
+	    "\"devices\":%llu,\"events\":%llu,\"data_dir\":", ODOFS_VERSION,
+	    (long long)o->started, (unsigned long long)st.devices,
+	    (unsigned long long)st.events);
+	rc |= buf_json_str(out, o->cfg->data_dir, strlen(o->cfg->data_dir));
+	rc |= buf_printf(out, ",\"peers\":[],\"subscriptions\":[]}\n");
+	return rc ? -E2BIG : 0;
+}
+
+int
+render_metrics(struct odofs *o, struct buf *out)
+{
+	struct fs_metrics *m = &o->metrics;
+	struct journal_stats st;
+	int rc = 0;
+
+	journal_stats(o->journal, &st);
+	rc |= buf_printf(out,
+	    "# HELP odofs_devices Devices known to this node.\n"
+	    "# TYPE odofs_devices gauge\n"
+	    "odofs_devices %llu\n"
+	    "# HELP odofs_events Events retained, over every device.\n"
+	    "# TYPE odofs_events gauge\n"
+	    "odofs_events %llu\n"
+	    "# HELP odofs_events_appended_total Events appended on this node.\n"
+	    "# TYPE odofs_events_appended_total counter\n"
+	    "odofs_events_appended_total %llu\n"
+	    "# HELP odofs_bytes_appended_total Bytes appended on this node, "
+	    "newlines included.\n"
+	    "# TYPE odofs_bytes_appended_total counter\n"
+	    "odofs_bytes_appended_total %llu\n"
+	    "# HELP odofs_commits_total Store batches written by appends.\n"
+	    "# TYPE odofs_commits_total counter\n"
+	    "odofs_commits_total %llu\n"
+	    "# HELP odofs_reads_total Read requests answered.\n"
+	    "# TYPE odofs_reads_total counter\n"
+	    "odofs_reads_total %llu\n"
+	    "# HELP odofs_read_bytes_total Bytes returned by reads.\n"
+	    "# TYPE odofs_read_bytes_total counter\n"
+	    "odofs_read_bytes_total %llu\n"
+	    "# HELP odofs_writes_total Write requests accepted.\n"
+	    "# TYPE odofs_writes_total counter\n"
+	    "odofs_writes_total %llu\n"
+	    "# HELP odofs_errors_total Requests answered with an error, "
+	    "by errno.\n"
+	    "# TYPE odofs_errors_total counter\n",
+	    (unsigned long long)st.devices, (unsigned long long)st.events,
+	    (unsigned long long)st.events_appended,
+	    (unsigned long long)st.bytes_appended,
+	    (unsigned long long)st.commits,
+	    (unsigned long long)atomic_load(&m->reads),
+	    (unsigned long long)atomic_load(&m->read_bytes),
+	    (unsigned long long)atomic_load(&m->writes));
+	for (int i = 1; i < FS_ERRNO_MAX; i++) {
+		uint64_t n = atomic_load(&m->errors[i]);
+
+		if (n == 0)
+			continue;
+		if (render_errno_names[i] != NULL)
+			rc |= buf_printf(out, "odofs_errors_total{errno=\"%s\"} "
+			    "%llu\n", render_errno_names[i],
+			    (unsigned long long)n);
+		else
+			rc |= buf_printf(out, "odofs_errors_total{errno=\"%d\"} "
+			    "%llu\n", i, (unsigned long long)n);
+	}
+	return rc ? -E2BIG : 0;
+}
+
+int
+render_info(struct odofs *o, uint32_t dev, struct buf *out)
+{
+	struct journal_info in;
+	int rc = 0;
+
+	journal_info(o->journal, dev, &in);
+	rc |= buf_printf(out, "{\"device\":");
+	rc |= buf_json_str(out, in.id, strlen(in.id));
+	rc |= buf_printf(out, ",\"epoch\":\"%016llx\",\"source\":",
+	    (unsigned long long)in.epoch);
+	rc |= buf_json_str(out, in.source, strlen(in.source));
+	rc |= buf_printf(out, ",\"local\":%s,\"created_ns\":%llu,"
+	    "\"first\":%llu,\"head\":%llu,\"first_offset\":%llu,"
+	    "\"end_offset\":%llu,\"bytes\":%llu,\"snapshot\":%llu,"
+	    "\"subscribed_to\":null,\"lag\":0,\"last_progress\":null}\n",
+	    in.local ? "true" : "false", (unsigned long long)in.created_ns,
+	    (unsigned long long)in.first, (unsigned long long)in.head,
+	    (unsigned long long)in.first_offset,
+	    (unsigned long long)in.end_offset,
+	    (unsigned long long)(in.end_offset - in.first_offset),
+	    (unsigned long long)in.snapshot_rev);
+	return rc ? -E2BIG : 0;
+}

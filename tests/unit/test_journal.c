@@ -1,0 +1,243 @@
+/*
+ * Unit tests for core/journal: create, append, read by offset and by
+ * revision, restart, and the errors of the append path.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "journal.h"
+#include "unit.h"
+
+static struct journal *
+open_journal(const char *dir, const char *node)
+{
+	struct journal_opts o = {
+		.data_dir = dir, .node_id = node, .sync = false,
+		.max_event_bytes = 1000, .cache_bytes = 1 << 20,
+	};
+	struct journal *j = NULL;
+	struct err e;
+
+	if (journal_open(&j, &o, &e) < 0) {
+		fprintf(stderr, "journal_open: %s\n", e.msg);
+		exit(2);
+	}
+	return j;
+}
+
+/* The expected events file of events "ev-<i>" for i in [from, to]. */
+static size_t
+expected(char *out, size_t size, int from, int to)
+{
+	size_t n = 0;
+
+	for (int i = from; i <= to; i++)
+		n += (size_t)snprintf(out + n, size - n, "ev-%d\n", i);
+	return n;
+}
+
+static void
+test_create(struct journal *j)
+{
+	struct journal_info in;
+	uint32_t idx, again;
+	struct err e;
+
+	CHECK_EQ_INT(journal_create(j, "sensor-1", 8, &idx, &e), 0);
+	CHECK_EQ_INT(journal_count(j), 1);
+	CHECK_EQ_INT(journal_create(j, "sensor-1", 8, &again, &e), -EEXIST);
+	CHECK_EQ_INT(journal_create(j, ".hidden", 7, &again, &e), -EINVAL);
+	CHECK_EQ_INT(journal_create(j, "a/b", 3, &again, &e), -EINVAL);
+	CHECK_EQ_INT(journal_create(j, "", 0, &again, &e), -EINVAL);
+	CHECK_EQ_INT(journal_lookup(j, "sensor-1", 8, &again), 0);
+	CHECK_EQ_INT(again, idx);
+	CHECK_EQ_INT(journal_lookup(j, "sensor-2", 8, &again), -ENOENT);
+	journal_info(j, idx, &in);
+	CHECK(strcmp(in.id, "sensor-1") == 0);
+	CHECK(strcmp(in.source, "node-a") == 0);
+	CHECK(in.local);
+	CHECK_EQ_INT(in.first, 1);
+	CHECK_EQ_INT(in.head, 0);
+	CHECK_EQ_INT(in.end_offset, 0);
+	CHECK(in.epoch != 0);
+}
+
+static void
+test_append_and_read(struct journal *j, uint32_t idx, int n)
+{
+	static char want[1 << 20], got[1 << 20];
+	struct journal_info in;
+	size_t wlen, skip;
+	uint64_t rev;
+	struct err e;
+	ssize_t r;
+
+	/* n events in batches of 7 lines */
+	for (int i = 1; i <= n; i += 7) {
+		char lines[256];
+		int to = i + 6 > n ? n : i + 6;
+		size_t len = expected(lines, sizeof(lines), i, to);
+
+		CHECK_EQ_INT(journal_append_lines(j, idx, lines, len, &e),
+		    to - i + 1);
+	}
+	wlen = expected(want, sizeof(want), 1, n);
+	journal_info(j, idx, &in);
+	CHECK_EQ_INT(in.head, n);
+	CHECK_EQ_INT(in.end_offset, wlen);
+
+	/* by offset: whole, in odd chunks, from inside an event */
+	r = journal_read(j, idx, 0, got, sizeof(got), &e);
+	CHECK_EQ_INT(r, wlen);
+	CHECK(memcmp(got, want, wlen) == 0);
+	for (size_t off = 0; off < wlen; off += 13) {
+		r = journal_read(j, idx, off, got, 13, &e);
+		CHECK_EQ_INT(r, off + 13 <= wlen ? 13 : wlen - off);
+		CHECK(r > 0 && memcmp(got, want + off, (size_t)r) == 0);
+	}
+	CHECK_EQ_INT(journal_read(j, idx, wlen, got, 10, &e), 0);
+	CHECK_EQ_INT(journal_read(j, idx, wlen + 100, got, 10, &e), 0);
+
+	/* by revision: every revision, including across index strides */
+	for (int from = 1; from <= n; from += (from < 200 ? 1 : 97)) {
+		char exp[64];
+		size_t elen = expected(exp, sizeof(exp), from, from);
+
+		rev = (uint64_t)from;
+		skip = 0;
+		r = journal_read_from(j, idx, &rev, &skip, false, got,
+		    elen, &e);
+		CHECK_EQ_INT(r, elen);
+		CHECK(memcmp(got, exp, elen) == 0);
+		CHECK_EQ_INT(rev, from + 1);
+		CHECK_EQ_INT(skip, 0);
+	}
+	rev = 1;
+	skip = 0;
+	r = journal_read_from(j, idx, &rev, &skip, false, got, sizeof(got), &e);
+	CHECK_EQ_INT(r, wlen);
+	CHECK(memcmp(got, want, wlen) == 0);
+	CHECK_EQ_INT(rev, n + 1);
+	CHECK_EQ_INT(journal_read_from(j, idx, &rev, &skip, false, got,
+	    sizeof(got), &e), 0);
+	rev = 0;
+	CHECK_EQ_INT(journal_read_from(j, idx, &rev, &skip, false, got,
+	    sizeof(got), &e), -ERANGE);
+}
+
+static void
+test_partial_lines(struct journal *j, uint32_t idx)
+{
+	char got[64];
+	uint64_t rev = 3;
+	size_t skip = 0;
+	struct err e;
+	ssize_t r;
+
+	/* "ev-3\n" handed out 2 bytes at a time, then tagged */
+	r = journal_read_from(j, idx, &rev, &skip, false, got, 2, &e);
+	CHECK_EQ_INT(r, 2);
+	CHECK(memcmp(got, "ev", 2) == 0);
+	CHECK_EQ_INT(rev, 3);
+	CHECK_EQ_INT(skip, 2);
+	r = journal_read_from(j, idx, &rev, &skip, false, got, 2, &e);
+	CHECK(r == 2 && memcmp(got, "-3", 2) == 0);
+	r = journal_read_from(j, idx, &rev, &skip, false, got, 2, &e);
+	CHECK(r == 2 && memcmp(got, "\ne", 2) == 0);
+	CHECK_EQ_INT(rev, 4);
+	CHECK_EQ_INT(skip, 1);
+	rev = 2;
+	skip = 0;
+	r = journal_read_from(j, idx, &rev, &skip, true, got, sizeof(got), &e);
+	CHECK(r > 0);
+	CHECK(strncmp(got, "sensor-1\t2\tev-2\nsensor-1\t3\tev-3\n", 32) == 0);
+}
+
+static void
+test_txn_errors(struct journal *j, uint32_t idx)
+{
+	static char big[1001];
+	struct journal_txn *t;
+	struct journal_info before, after;
+	struct err e;
+
+	journal_info(j, idx, &before);
+	memset(big, 'x', sizeof(big));
+	CHECK_EQ_INT(journal_txn_begin(j, idx, &t, &e), 0);
+	CHECK_EQ_INT(journal_txn_add(t, big, 1001, &e), -EFBIG);
+	CHECK_EQ_INT(journal_txn_add(t, "a\nb", 3, &e), -EINVAL);
+	CHECK_EQ_INT(journal_txn_add(t, big, 1000, &e), 0);
+	journal_txn_abort(t);
+	journal_info(j, idx, &after);
+	CHECK_EQ_INT(after.head, before.head);
+	CHECK_EQ_INT(after.end_offset, before.end_offset);
+	CHECK_EQ_INT(journal_append_lines(j, idx, "no newline", 10, &e),
+	    -EINVAL);
+	CHECK_EQ_INT(journal_sync(j, &e), 0);
+}
+
+void
+unit_main(void)
+{
+	char dir[512];
+	struct journal_info in1, in2;
+	struct journal *j;
+	uint32_t idx, idx2;
+	struct err e;
+	char got[64];
+	int n = 1000;
+
+	snprintf(dir, sizeof(dir), "%s", unit_tmpdir());
+	j = open_journal(dir, "node-a");
+	test_create(j);
+	CHECK_EQ_INT(journal_lookup(j, "sensor-1", 8, &idx), 0);
+	test_append_and_read(j, idx, n);
+	test_partial_lines(j, idx);
+	test_txn_errors(j, idx);
+	CHECK_EQ_INT(journal_create(j, "sensor-2", 8, &idx2, &e), 0);
+	CHECK_EQ_INT(journal_append_lines(j, idx2, "other\n", 6, &e), 1);
+	journal_info(j, idx, &in1);
+	journal_close(j);
+
+	/* restart: devices, epochs, heads and offsets come back */
+	j = open_journal(dir, "node-a");
+	CHECK_EQ_INT(journal_count(j), 2);
+	CHECK_EQ_INT(journal_lookup(j, "sensor-1", 8, &idx), 0);
+	journal_info(j, idx, &in2);
+	CHECK_EQ_INT(in2.head, in1.head);
+	CHECK_EQ_INT(in2.end_offset, in1.end_offset);
+	CHECK(in2.epoch == in1.epoch);
+	CHECK(in2.local);
+	CHECK_EQ_INT(journal_append_lines(j, idx, "after\n", 6, &e), 1);
+	journal_info(j, idx, &in2);
+	CHECK_EQ_INT(in2.head, n + 1);
+	CHECK_EQ_INT(journal_read(j, idx, in1.end_offset, got, sizeof(got),
+	    &e), 6);
+	CHECK(memcmp(got, "after\n", 6) == 0);
+	CHECK_EQ_INT(journal_lookup(j, "sensor-2", 8, &idx2), 0);
+	CHECK_EQ_INT(journal_read(j, idx2, 0, got, sizeof(got), &e), 6);
+	CHECK(memcmp(got, "other\n", 6) == 0);
+	journal_close(j);
+
+	/* another node id: the devices are replicas, appends refused */
+	j = open_journal(dir, "node-b");
+	CHECK_EQ_INT(journal_lookup(j, "sensor-1", 8, &idx), 0);
+	CHECK(!journal_is_local(j, idx));
+	CHECK_EQ_INT(journal_append_lines(j, idx, "x\n", 2, &e), -EROFS);
+	journal_close(j);
+
+	/* a second open of the same directory is refused while one is open */
+	j = open_journal(dir, "node-a");
+	{
+		struct journal_opts o = { .data_dir = dir, .node_id = "node-a",
+		    .max_event_bytes = 1000, .cache_bytes = 1 << 20 };
+		struct journal *j2 = NULL;
+
+		CHECK_EQ_INT(journal_open(&j2, &o, &e), -EBUSY);
+		CHECK(j2 == NULL);
+	}
+	journal_close(j);
+	unit_rmtree(dir);
+}
