@@ -6,6 +6,7 @@
 #ifndef ODOFS_FS_H
 #define ODOFS_FS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
@@ -25,16 +26,26 @@ struct fs_metrics {
 	_Atomic uint64_t errors[FS_ERRNO_MAX];	/* replies by errno */
 };
 
+struct handle;
+
 struct odofs {
 	struct journal *journal;
 	const struct config *cfg;
 	time_t started;				/* CLOCK_REALTIME seconds */
 	struct fs_metrics metrics;
+	pthread_mutex_t handles_lock;		/* protects handles */
+	struct handle *handles;			/* every open file */
 };
 
 /* The lowlevel operations table (ops.c). */
 struct fuse_lowlevel_ops;
 extern const struct fuse_lowlevel_ops ops_table;
+
+/*
+ * After the FUSE loop has ended: commits the partial lines of files still
+ * open (their release never came) and frees their state.
+ */
+void ops_release_all(struct odofs *o);
 
 /*
  * Renderers of the generated files (render.c).  Each appends the file's

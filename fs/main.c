@@ -363,6 +363,7 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	line[0] = '\0';
 	o.cfg = cfg;
 	o.started = time(NULL);
+	pthread_mutex_init(&o.handles_lock, NULL);
 
 	if (cfg->listen[0] != '\0' &&
 	    (listen_fd = listen_open(cfg->listen, &e)) < 0) {
@@ -423,6 +424,7 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	log_info("unmounting %s", a->mountpoint);
 nomem_mounted:
 	fuse_session_unmount(se);
+	ops_release_all(&o);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
@@ -431,6 +433,7 @@ out:
 	fuse_loop_cfg_destroy(lcfg);
 	fuse_opt_free_args(&fargs);
 	journal_close(o.journal);
+	pthread_mutex_destroy(&o.handles_lock);
 	if (listen_fd >= 0)
 		close(listen_fd);
 	if (line[0] != '\0') {

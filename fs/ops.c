@@ -58,6 +58,7 @@ struct handle {
 	size_t refused_len;		/* REFUSE_RETRY: the piece's line bytes */
 	unsigned long long refused_hash;
 	struct buf text;		/* rendered content (generated files) */
+	struct handle *prev, *next;	/* o->handles; under o->handles_lock */
 };
 
 static struct odofs *
@@ -309,7 +310,7 @@ ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 }
 
 static struct handle *
-handle_new(enum tree_kind kind, uint32_t dev, size_t max_event)
+handle_new(struct odofs *o, enum tree_kind kind, uint32_t dev)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
@@ -318,14 +319,28 @@ handle_new(enum tree_kind kind, uint32_t dev, size_t max_event)
 	pthread_mutex_init(&h->lock, NULL);
 	h->kind = kind;
 	h->dev = dev;
-	buf_init(&h->pending, max_event);
+	buf_init(&h->pending, o->cfg->max_event_bytes);
 	buf_init(&h->text, OPS_TEXT_MAX);
+	pthread_mutex_lock(&o->handles_lock);
+	h->next = o->handles;
+	if (o->handles != NULL)
+		o->handles->prev = h;
+	o->handles = h;
+	pthread_mutex_unlock(&o->handles_lock);
 	return h;
 }
 
 static void
-handle_free(struct handle *h)
+handle_free(struct odofs *o, struct handle *h)
 {
+	pthread_mutex_lock(&o->handles_lock);
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		o->handles = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&o->handles_lock);
 	buf_release(&h->pending);
 	buf_release(&h->text);
 	pthread_mutex_destroy(&h->lock);
@@ -385,10 +400,10 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = (fi->flags & O_ACCMODE) == O_RDONLY ? 0 : -EACCES;
 	if (rc < 0)
 		return ops_reply_err(req, rc);
-	if ((h = handle_new(n.kind, n.dev, o->cfg->max_event_bytes)) == NULL)
+	if ((h = handle_new(o, n.kind, n.dev)) == NULL)
 		return ops_reply_err(req, -ENOMEM);
 	if (n.kind != TREE_EVENTS && (rc = ops_render(o, h)) < 0) {
-		handle_free(h);
+		handle_free(o, h);
 		return ops_reply_err(req, rc);
 	}
 	fi->fh = (uintptr_t)h;
@@ -397,7 +412,7 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if ((fi->flags & O_ACCMODE) == O_RDONLY)
 		fi->noflush = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		handle_free(h);		/* interrupted: no release will come */
+		handle_free(o, h);	/* interrupted: no release will come */
 }
 
 static void
@@ -411,19 +426,24 @@ ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 
 	(void)ino;
+	/*
+	 * Replies are sent from a buffer of this request's own: the reader
+	 * may close (and the release free the handle) as soon as the kernel
+	 * has the data, before fuse_reply_buf() returns here.
+	 */
+	if ((buf = malloc(size ? size : 1)) == NULL)
+		return ops_reply_err(req, -ENOMEM);
 	if (h->kind != TREE_EVENTS) {
 		size_t len = h->text.len;
 		size_t start = (uint64_t)off < len ? (size_t)off : len;
-		size_t cnt = len - start < size ? len - start : size;
 
-		atomic_fetch_add(&o->metrics.reads, 1);
-		atomic_fetch_add(&o->metrics.read_bytes, cnt);
-		fuse_reply_buf(req, cnt ? h->text.data + start : NULL, cnt);
-		return;
+		n = (ssize_t)(len - start < size ? len - start : size);
+		if (n > 0)
+			memcpy(buf, h->text.data + start, (size_t)n);
+	} else {
+		n = journal_read(o->journal, h->dev, (uint64_t)off, buf, size,
+		    &e);
 	}
-	if ((buf = malloc(size ? size : 1)) == NULL)
-		return ops_reply_err(req, -ENOMEM);
-	n = journal_read(o->journal, h->dev, (uint64_t)off, buf, size, &e);
 	if (n < 0) {
 		log_warnx("read failed: %s", e.msg);
 		free(buf);
@@ -572,14 +592,12 @@ ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/* The last close: commit the partial line, free the handle. */
 static void
-ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+ops_close(struct odofs *o, struct handle *h)
 {
-	struct odofs *o = ops_ctx(req);
-	struct handle *h = ops_handle(fi);
 	int rc = 0;
 
-	(void)ino;
 	if (h->kind == TREE_EVENTS) {
 		pthread_mutex_lock(&h->lock);
 		rc = ops_commit_pending(o, h);
@@ -589,8 +607,22 @@ ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			    journal_id(o->journal, h->dev, &(size_t){0}),
 			    strerror(-rc));
 	}
-	handle_free(h);
+	handle_free(o, h);
+}
+
+static void
+ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	ops_close(ops_ctx(req), ops_handle(fi));
 	fuse_reply_err(req, 0);
+}
+
+void
+ops_release_all(struct odofs *o)
+{
+	while (o->handles != NULL)
+		ops_close(o, o->handles);
 }
 
 static void
