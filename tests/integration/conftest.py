@@ -34,6 +34,18 @@ def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
 
 
 def is_mounted(path):
+    """Whether path is a mount point, dead FUSE mounts included."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            target = line.split()[1].replace("\\040", " ")
+            if target == path:
+                return True
+    return False
+
+
+def is_live_mount(path):
+    """Whether path is a mounted filesystem that answers."""
     return subprocess.call(["mountpoint", "-q", path]) == 0
 
 
@@ -81,7 +93,7 @@ class Node:
                                      stderr=subprocess.STDOUT)
         log.close()
         if wait:
-            wait_for(lambda: is_mounted(self.mnt) or self.proc.poll() is not None,
+            wait_for(lambda: is_live_mount(self.mnt) or self.proc.poll() is not None,
                      what="mount of " + self.mnt)
             if self.proc.poll() is not None:
                 raise AssertionError("odofs exited with %d: %s" %

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import ODOFS, ROOT, is_mounted, read_file, sh, wait_for
+from conftest import ODOFS, ROOT, is_live_mount, is_mounted, read_file, sh, wait_for
 
 
 def run(args, timeout=20):
@@ -170,7 +170,7 @@ def test_config_applies_and_cli_overrides(env):
     p = subprocess.Popen([ODOFS, "-f", "-c", conf, mnt],
                          stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: is_mounted(mnt), what="mount")
+        wait_for(lambda: is_live_mount(mnt), what="mount")
         assert '"node":"conf-node"' in read_file(os.path.join(mnt, ".status"))
         assert (data / "CURRENT").exists()
     finally:
@@ -180,7 +180,7 @@ def test_config_applies_and_cli_overrides(env):
     p = subprocess.Popen([ODOFS, "-f", "-c", conf, "--id", "cli-node", mnt],
                          stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: is_mounted(mnt), what="mount")
+        wait_for(lambda: is_live_mount(mnt), what="mount")
         assert '"node":"cli-node"' in read_file(os.path.join(mnt, ".status"))
     finally:
         p.terminate()
