@@ -8,7 +8,7 @@
  *
  *	/etc/odofs.conf:12: peering.heartbeat_ms: must be between 100 and 86400000
  *
- * Command-line options are applied on top with config_set_*() and the result
+ * Command-line options are written into the struct on top, and the result
  * is checked as a whole with config_check() (peering needs TLS, and so on).
  * Not thread-safe; used only by the composition root before threads start.
  * After config_check() the struct is read-only and may be shared.

@@ -70,11 +70,24 @@ struct journal {
 	_Atomic uint64_t events_appended;
 	_Atomic uint64_t bytes_appended;
 	_Atomic uint64_t commits;
+
+	journal_notify_fn notify;	/* set before threads */
+	void *notify_arg;
+
+	/* the firehose log (see journal.h) */
+	pthread_mutex_t fh_lock;	/* protects the fh_* fields below */
+	_Atomic uint32_t fh_readers;	/* written under fh_lock */
+	uint64_t fh_next;		/* next seq to assign */
+	uint64_t *fh_inflight;		/* seqs being written */
+	size_t fh_ninflight, fh_capinflight;
+	_Atomic uint64_t fh_watermark;	/* every seq below it is done */
+	uint64_t fh_pruned;		/* every seq below it is deleted */
 };
 
 struct journal_txn {
 	struct journal *j;
 	struct device *d;
+	uint32_t idx;
 	struct store_batch *batch;
 	uint64_t first_rev;
 	uint64_t rev;			/* next revision to stage */
@@ -336,6 +349,35 @@ out:
 	return rc;
 }
 
+/* Numbers new commits after the last log entry left by an earlier run. */
+static int
+journal_fh_recover(struct journal *j, struct err *e)
+{
+	struct store_iter *it;
+	const void *key;
+	size_t klen;
+	uint64_t seq;
+	int rc;
+
+	if ((it = store_iter_new(j->store, false)) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	store_iter_seek(it, "H", 1);
+	if (store_iter_valid(it))
+		store_iter_prev(it);
+	else
+		store_iter_seek_last(it);
+	if (store_iter_valid(it)) {
+		key = store_iter_key(it, &klen);
+		if (keys_fh_parse(key, klen, &seq)) {
+			j->fh_next = seq + 1;
+			atomic_store(&j->fh_watermark, seq + 1);
+		}
+	}
+	rc = store_iter_status(it, e);
+	store_iter_free(it);
+	return rc;
+}
+
 int
 journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 {
@@ -352,6 +394,9 @@ journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 	j->max_event_bytes = o->max_event_bytes;
 	pthread_mutex_init(&j->create_lock, NULL);
 	pthread_rwlock_init(&j->table_lock, NULL);
+	pthread_mutex_init(&j->fh_lock, NULL);
+	j->fh_next = 1;
+	atomic_store(&j->fh_watermark, 1);
 	if ((rc = store_open(&j->store, o->data_dir, o->cache_bytes, e)) < 0)
 		goto fail;
 	pthread_mutex_lock(&j->create_lock);
@@ -359,6 +404,10 @@ journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 	pthread_mutex_unlock(&j->create_lock);
 	if (rc < 0)
 		goto fail;
+	/* the firehose log of an earlier run has no reader: go past it */
+	if ((rc = journal_fh_recover(j, e)) < 0)
+		goto fail;
+	journal_firehose_prune(j, UINT64_MAX);
 	*out = j;
 	return 0;
 fail:
@@ -379,10 +428,19 @@ journal_close(struct journal *j)
 	for (size_t c = 0; c < JOURNAL_NCHUNKS; c++)
 		free(j->chunks[c]);
 	free(j->hash);
+	free(j->fh_inflight);
 	store_close(j->store);
+	pthread_mutex_destroy(&j->fh_lock);
 	pthread_rwlock_destroy(&j->table_lock);
 	pthread_mutex_destroy(&j->create_lock);
 	free(j);
+}
+
+void
+journal_set_notify(struct journal *j, journal_notify_fn fn, void *arg)
+{
+	j->notify = fn;
+	j->notify_arg = arg;
 }
 
 uint32_t
@@ -496,6 +554,18 @@ journal_id(struct journal *j, uint32_t idx, size_t *len)
 }
 
 uint64_t
+journal_head(struct journal *j, uint32_t idx)
+{
+	return atomic_load(&journal_dev(j, idx)->head);
+}
+
+uint64_t
+journal_first(struct journal *j, uint32_t idx)
+{
+	return atomic_load(&journal_dev(j, idx)->first);
+}
+
+uint64_t
 journal_end_offset(struct journal *j, uint32_t idx)
 {
 	return atomic_load(&journal_dev(j, idx)->end_offset);
@@ -544,6 +614,7 @@ journal_txn_begin(struct journal *j, uint32_t idx, struct journal_txn **out,
 	}
 	t->j = j;
 	t->d = d;
+	t->idx = idx;
 	pthread_mutex_lock(&d->lock);
 	t->rev = atomic_load(&d->head) + 1;
 	t->first_rev = t->rev;
@@ -591,15 +662,84 @@ journal_txn_end(struct journal_txn *t)
 	free(t);
 }
 
+/*
+ * Takes a firehose seq for a commit and stages its log entry, when anyone
+ * reads the firehose.  Returns the seq, or 0 for none.
+ */
+static uint64_t
+journal_fh_begin(struct journal *j, struct journal_txn *t)
+{
+	unsigned char k[KEYS_FH_LEN], v[KEYS_FH_VAL_LEN];
+	uint64_t seq = 0;
+
+	if (atomic_load(&j->fh_readers) == 0)
+		return 0;
+	pthread_mutex_lock(&j->fh_lock);
+	if (atomic_load(&j->fh_readers) > 0) {
+		if (j->fh_ninflight == j->fh_capinflight) {
+			size_t cap = j->fh_capinflight ? j->fh_capinflight * 2 : 16;
+			uint64_t *p = realloc(j->fh_inflight, cap * sizeof(*p));
+
+			if (p == NULL) {
+				/* the readers miss this commit; say so */
+				log_warnx("firehose: out of memory, commit of %s "
+				    "not logged", t->d->id);
+				goto out;
+			}
+			j->fh_inflight = p;
+			j->fh_capinflight = cap;
+		}
+		seq = j->fh_next++;
+		j->fh_inflight[j->fh_ninflight++] = seq;
+	}
+out:
+	pthread_mutex_unlock(&j->fh_lock);
+	if (seq != 0) {
+		keys_fh(k, seq);
+		keys_put_u32(v, t->idx);
+		keys_put_u64(v + 4, t->first_rev);
+		keys_put_u32(v + 12, t->count);
+		store_batch_put(t->batch, k, sizeof(k), v, sizeof(v));
+	}
+	return seq;
+}
+
+/* The commit of seq is done (written or failed): move the watermark. */
+static void
+journal_fh_end(struct journal *j, uint64_t seq)
+{
+	uint64_t low;
+
+	if (seq == 0)
+		return;
+	pthread_mutex_lock(&j->fh_lock);
+	for (size_t i = 0; i < j->fh_ninflight; i++) {
+		if (j->fh_inflight[i] == seq) {
+			j->fh_inflight[i] = j->fh_inflight[--j->fh_ninflight];
+			break;
+		}
+	}
+	low = j->fh_next;
+	for (size_t i = 0; i < j->fh_ninflight; i++)
+		if (j->fh_inflight[i] < low)
+			low = j->fh_inflight[i];
+	atomic_store(&j->fh_watermark, low);
+	pthread_mutex_unlock(&j->fh_lock);
+}
+
 int
 journal_txn_commit(struct journal_txn *t, uint64_t *first_rev, struct err *e)
 {
 	struct journal *j = t->j;
 	struct device *d = t->d;
+	uint64_t seq, head = 0;
 	int rc = 0;
 
 	if (t->count > 0) {
-		if ((rc = store_write(j->store, t->batch, j->sync, e)) < 0) {
+		seq = journal_fh_begin(j, t);
+		rc = store_write(j->store, t->batch, j->sync, e);
+		if (rc < 0) {
+			journal_fh_end(j, seq);
 			log_warnx("append failed: device %s, revisions %llu+%u: %s",
 			    d->id, (unsigned long long)t->first_rev, t->count,
 			    e ? e->msg : "store write");
@@ -608,6 +748,8 @@ journal_txn_commit(struct journal_txn *t, uint64_t *first_rev, struct err *e)
 		atomic_store(&d->mtime_ns, journal_now_ns());
 		atomic_store(&d->end_offset, t->offset);
 		atomic_store(&d->head, t->rev - 1);
+		head = t->rev - 1;
+		journal_fh_end(j, seq);
 		atomic_fetch_add(&j->events_appended, t->count);
 		atomic_fetch_add(&j->bytes_appended,
 		    t->offset - t->start_offset);
@@ -616,7 +758,13 @@ journal_txn_commit(struct journal_txn *t, uint64_t *first_rev, struct err *e)
 	if (first_rev != NULL)
 		*first_rev = t->first_rev;
 out:
-	journal_txn_end(t);
+	{
+		uint32_t idx = t->idx;
+
+		journal_txn_end(t);
+		if (head != 0 && j->notify != NULL)
+			j->notify(j->notify_arg, idx, head);
+	}
 	return rc;
 }
 
@@ -814,9 +962,11 @@ out:
 	return s;
 }
 
-ssize_t
-journal_read_from(struct journal *j, uint32_t idx, uint64_t *rev,
-    size_t *skip, bool tagged, char *buf, size_t size, struct err *e)
+/* journal_read_from() up to revision last (at most head). */
+static ssize_t
+journal_read_range(struct journal *j, uint32_t idx, uint64_t *rev,
+    size_t *skip, uint64_t last, bool tagged, char *buf, size_t size,
+    struct err *e)
 {
 	struct device *d = journal_dev(j, idx);
 	uint64_t head = atomic_load(&d->head);
@@ -827,6 +977,8 @@ journal_read_from(struct journal *j, uint32_t idx, uint64_t *rev,
 	if (*rev < atomic_load(&d->first))
 		return err_set(e, -ERANGE, "device %s: revision %llu is "
 		    "compacted", d->id, (unsigned long long)*rev);
+	if (last < head)
+		head = last;
 	if (*rev > head || size == 0)
 		return 0;
 	if ((it = store_iter_new(j->store, true)) == NULL)
@@ -873,4 +1025,137 @@ journal_read_from(struct journal *j, uint32_t idx, uint64_t *rev,
 out:
 	store_iter_free(it);
 	return rc;
+}
+
+ssize_t
+journal_read_from(struct journal *j, uint32_t idx, uint64_t *rev,
+    size_t *skip, bool tagged, char *buf, size_t size, struct err *e)
+{
+	return journal_read_range(j, idx, rev, skip, UINT64_MAX, tagged, buf,
+	    size, e);
+}
+
+void
+journal_firehose_open(struct journal *j, struct journal_fh_cursor *c)
+{
+	pthread_mutex_lock(&j->fh_lock);
+	atomic_fetch_add(&j->fh_readers, 1);
+	c->seq = j->fh_next;
+	c->rev = 0;
+	c->skip = 0;
+	pthread_mutex_unlock(&j->fh_lock);
+}
+
+void
+journal_firehose_close(struct journal *j)
+{
+	pthread_mutex_lock(&j->fh_lock);
+	atomic_fetch_sub(&j->fh_readers, 1);
+	pthread_mutex_unlock(&j->fh_lock);
+}
+
+bool
+journal_firehose_ready(struct journal *j, const struct journal_fh_cursor *c)
+{
+	return c->seq < atomic_load(&j->fh_watermark);
+}
+
+ssize_t
+journal_firehose_read(struct journal *j, struct journal_fh_cursor *c,
+    char *buf, size_t size, struct err *e)
+{
+	unsigned char k[KEYS_FH_LEN], v[KEYS_FH_VAL_LEN];
+	size_t done = 0, vlen;
+	ssize_t n;
+	int rc;
+
+	while (done < size && journal_firehose_ready(j, c)) {
+		uint32_t idx, count;
+		uint64_t first, last;
+
+		keys_fh(k, c->seq);
+		rc = store_get(j->store, k, sizeof(k), v, sizeof(v), &vlen, e);
+		if (rc == -ENOENT) {
+			/* a commit that failed after taking its seq */
+			c->seq++;
+			continue;
+		}
+		if (rc < 0 || vlen != sizeof(v))
+			return done ? (ssize_t)done :
+			    err_set(e, -EIO, "firehose: bad log entry %llu",
+			    (unsigned long long)c->seq);
+		idx = keys_get_u32(v);
+		first = keys_get_u64(v + 4);
+		count = keys_get_u32(v + 12);
+		last = first + count - 1;
+		if (idx >= atomic_load(&j->count))
+			return err_set(e, -EIO, "firehose: bad device");
+		if (c->rev < first)
+			c->rev = first;
+		/* compacted meanwhile: what is gone is skipped */
+		if (c->rev < atomic_load(&journal_dev(j, idx)->first)) {
+			c->rev = atomic_load(&journal_dev(j, idx)->first);
+			c->skip = 0;
+		}
+		if (c->rev <= last) {
+			n = journal_read_range(j, idx, &c->rev, &c->skip, last,
+			    true, buf + done, size - done, e);
+			if (n < 0)
+				return done ? (ssize_t)done : n;
+			done += (size_t)n;
+		}
+		if (c->rev > last) {
+			c->seq++;
+			c->rev = 0;
+			c->skip = 0;
+		}
+	}
+	return (ssize_t)done;
+}
+
+void
+journal_firehose_prune(struct journal *j, uint64_t seq)
+{
+	unsigned char k[KEYS_FH_LEN];
+	struct store_batch *b;
+	struct store_iter *it;
+	uint64_t s, from;
+	int n = 0;
+
+	if (seq == UINT64_MAX)
+		seq = atomic_load(&j->fh_watermark);
+	pthread_mutex_lock(&j->fh_lock);
+	from = j->fh_pruned;
+	pthread_mutex_unlock(&j->fh_lock);
+	if (seq <= from && from != 0)
+		return;
+	if ((b = store_batch_new()) == NULL)
+		return;
+	if ((it = store_iter_new(j->store, false)) == NULL) {
+		store_batch_free(b);
+		return;
+	}
+	keys_fh(k, from);
+	for (store_iter_seek(it, k, sizeof(k)); store_iter_valid(it);
+	    store_iter_next(it)) {
+		size_t klen;
+		const void *key = store_iter_key(it, &klen);
+
+		if (!keys_fh_parse(key, klen, &s) || s >= seq)
+			break;
+		store_batch_delete(b, key, klen);
+		if (++n == 1024) {
+			store_write(j->store, b, false, NULL);
+			store_batch_clear(b);
+			n = 0;
+		}
+	}
+	if (n > 0)
+		store_write(j->store, b, false, NULL);
+	store_iter_free(it);
+	store_batch_free(b);
+	pthread_mutex_lock(&j->fh_lock);
+	if (seq > j->fh_pruned)
+		j->fh_pruned = seq;
+	pthread_mutex_unlock(&j->fh_lock);
 }

@@ -64,11 +64,21 @@ struct journal_stats {
 	uint64_t commits;		/* store batches written */
 };
 
+/*
+ * Called after every commit that made events visible, in the committing
+ * thread, with no journal lock held: device idx now has head.  It must not
+ * block; it is a hint for consumers, who pull from the store.
+ */
+typedef void (*journal_notify_fn)(void *arg, uint32_t idx, uint64_t head);
+
 /* Opens the store and loads every device.  Blocks on disk I/O. */
 int journal_open(struct journal **out, const struct journal_opts *o,
     struct err *e);
 /* Closes; accepts NULL.  No other call may be running. */
 void journal_close(struct journal *j);
+
+/* Sets the commit hook; call before other threads use j. */
+void journal_set_notify(struct journal *j, journal_notify_fn fn, void *arg);
 
 /* The number of devices; indexes below it are valid. */
 uint32_t journal_count(struct journal *j);
@@ -90,6 +100,11 @@ void journal_info(struct journal *j, uint32_t idx, struct journal_info *out);
 
 /* The device's id (valid for the life of j) and its id length. */
 const char *journal_id(struct journal *j, uint32_t idx, size_t *len);
+
+/* The last revision of device idx, 0 if none (lock-free). */
+uint64_t journal_head(struct journal *j, uint32_t idx);
+/* The first retained revision of device idx (lock-free). */
+uint64_t journal_first(struct journal *j, uint32_t idx);
 
 /* The offset of the end of device idx's journal (lock-free). */
 uint64_t journal_end_offset(struct journal *j, uint32_t idx);
@@ -153,5 +168,41 @@ ssize_t journal_read(struct journal *j, uint32_t idx, uint64_t off,
  */
 ssize_t journal_read_from(struct journal *j, uint32_t idx, uint64_t *rev,
     size_t *skip, bool tagged, char *buf, size_t size, struct err *e);
+
+/*
+ * The firehose: every device's events in commit order, for `.live`.
+ *
+ * While at least one firehose reader is open, each commit also writes a
+ * small log entry ("commit seq: device, revisions") in its batch, so a
+ * reader is a cursor (seq, rev, skip) over the store and costs no memory.
+ * Commits of different devices run in parallel, so a reader only reads up
+ * to the watermark: the highest seq below which every commit is done.
+ * Entries are deleted by journal_firehose_prune() once every reader is
+ * past them, and all of them at open.
+ */
+struct journal_fh_cursor {
+	uint64_t seq;		/* next commit to read */
+	uint64_t rev;		/* next revision inside it (0: its first) */
+	size_t skip;		/* bytes of that line already given */
+};
+
+/* Registers a reader; *c starts at the next commit. */
+void journal_firehose_open(struct journal *j, struct journal_fh_cursor *c);
+/* Unregisters a reader. */
+void journal_firehose_close(struct journal *j);
+/* Whether a commit at or after c is complete and can be read. */
+bool journal_firehose_ready(struct journal *j,
+    const struct journal_fh_cursor *c);
+/*
+ * Reads "<id>\t<rev>\t<payload>\n" lines from c on, as journal_read_from()
+ * does, advancing c.  Returns bytes, 0 when nothing is ready, -EIO.
+ */
+ssize_t journal_firehose_read(struct journal *j, struct journal_fh_cursor *c,
+    char *buf, size_t size, struct err *e);
+/*
+ * Deletes log entries below seq, or every complete one when seq is
+ * UINT64_MAX (no reader).  Blocks on the store.
+ */
+void journal_firehose_prune(struct journal *j, uint64_t seq);
 
 #endif

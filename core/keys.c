@@ -89,3 +89,21 @@ keys_dev(unsigned char *out, const char *id, size_t idlen)
 	memcpy(out + 1, id, idlen);
 	return 1 + idlen;
 }
+
+void
+keys_fh(unsigned char *out, uint64_t seq)
+{
+	out[0] = 'G';
+	keys_put_u64(out + 1, seq);
+}
+
+bool
+keys_fh_parse(const void *k, size_t len, uint64_t *seq)
+{
+	const unsigned char *p = k;
+
+	if (len != KEYS_FH_LEN || p[0] != 'G')
+		return false;
+	*seq = keys_get_u64(p + 1);
+	return true;
+}

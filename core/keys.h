@@ -6,6 +6,9 @@
  *	'E' <devno u32> <offset u64> <rev u64> -> <payload>
  *	'R' <devno u32> <rev u64>            -> <offset u64>   (sparse: every
  *	                                        KEYS_REV_STRIDE-th revision)
+ *	'G' <seq u64>                        -> <idx u32> <first rev u64>
+ *	                                        <count u32>  (the firehose log;
+ *	                                        process-local, cleared at open)
  *
  * The payload is stored without its newline.  Events are keyed by byte
  * offset first, so a read at any offset is one seek; the
@@ -23,6 +26,8 @@
 #define KEYS_EVENT_LEN	21	/* 'E' + 4 + 8 + 8 */
 #define KEYS_REV_LEN	13	/* 'R' + 4 + 8 */
 #define KEYS_DEV_MAX	129	/* 'D' + 128 */
+#define KEYS_FH_LEN	9	/* 'G' + 8 */
+#define KEYS_FH_VAL_LEN	16
 #define KEYS_REV_STRIDE	64
 
 void keys_put_u32(unsigned char *p, uint32_t v);
@@ -46,6 +51,10 @@ void keys_rev(unsigned char *out, uint32_t devno, uint64_t rev);
 bool keys_rev_parse(const void *k, size_t len, uint32_t devno, uint64_t *rev);
 /* Whether revision rev gets an index entry. */
 bool keys_rev_indexed(uint64_t rev);
+
+/* Firehose log key of commit seq (KEYS_FH_LEN bytes). */
+void keys_fh(unsigned char *out, uint64_t seq);
+bool keys_fh_parse(const void *k, size_t len, uint64_t *seq);
 
 /* Device record key; returns its length (1 + idlen). out: KEYS_DEV_MAX. */
 size_t keys_dev(unsigned char *out, const char *id, size_t idlen);

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -27,10 +28,13 @@ struct fs_metrics {
 };
 
 struct handle;
+struct pipes;
 
 struct odofs {
 	struct journal *journal;
 	const struct config *cfg;
+	struct pipes *pipes;			/* live pipes */
+	bool test_hooks;			/* ODOFS_TEST_HOOKS=1: .inject */
 	time_t started;				/* CLOCK_REALTIME seconds */
 	struct fs_metrics metrics;
 	pthread_mutex_t handles_lock;		/* protects handles */

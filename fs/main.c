@@ -10,7 +10,6 @@
  * born in the daemon) and the parent waits on a pipe for the child's
  * verdict, so the caller still sees that one line and the right status.
  */
-#define FUSE_USE_VERSION 312
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +28,7 @@
 #include "journal.h"
 #include "listen.h"
 #include "log.h"
+#include "pipes.h"
 
 #define MAIN_CACHE_BYTES	(8u << 20)
 #define MAIN_MAX_THREADS	8
@@ -363,6 +363,8 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	line[0] = '\0';
 	o.cfg = cfg;
 	o.started = time(NULL);
+	o.test_hooks = getenv("ODOFS_TEST_HOOKS") != NULL &&
+	    strcmp(getenv("ODOFS_TEST_HOOKS"), "1") == 0;
 	pthread_mutex_init(&o.handles_lock, NULL);
 
 	if (cfg->listen[0] != '\0' &&
@@ -394,6 +396,11 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		snprintf(line, sizeof(line), "odofs: invalid FUSE options\n");
 		goto out;
 	}
+	if (pipes_start(&o.pipes, o.journal, se, &e) < 0) {
+		snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
+		goto out;
+	}
+	journal_set_notify(o.journal, pipes_notify, o.pipes);
 	if (fuse_set_signal_handlers(se) != 0) {
 		snprintf(line, sizeof(line), "odofs: cannot set signal handlers\n");
 		goto out;
@@ -423,11 +430,15 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	rc = fuse_session_loop_mt(se, lcfg) < 0 ? 1 : 0;
 	log_info("unmounting %s", a->mountpoint);
 nomem_mounted:
+	/* readers blocked in live pipes get end of file, then unmount */
+	pipes_stop(o.pipes);
 	fuse_session_unmount(se);
 	ops_release_all(&o);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
+	ops_release_all(&o);
+	pipes_free(o.pipes);
 	if (se != NULL)
 		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(lcfg);

@@ -13,11 +13,11 @@
  * required at open).  The generated files (.status, .metrics, info) are
  * rendered once per open into the handle and read from there.
  */
-#define FUSE_USE_VERSION 312
 
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +28,7 @@
 #include "fs.h"
 #include "lines.h"
 #include "log.h"
+#include "pipes.h"
 #include "tree.h"
 
 #define OPS_DIR_TIMEOUT		60.0	/* names and dirs never change */
@@ -58,6 +59,7 @@ struct handle {
 	size_t refused_len;		/* REFUSE_RETRY: the piece's line bytes */
 	unsigned long long refused_hash;
 	struct buf text;		/* rendered content (generated files) */
+	struct pipe *pipe;		/* live, from/<rev>, .live */
 	struct handle *prev, *next;	/* o->handles; under o->handles_lock */
 };
 
@@ -99,7 +101,8 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 	double timeout = 0.0;
 
 	memset(st, 0, sizeof(*st));
-	st->st_ino = tree_ino(n->kind, n->dev);
+	st->st_ino = n->kind == TREE_FROM_REV ? tree_ino_from(n->dev, n->rev) :
+	    tree_ino(n->kind, n->dev);
 	st->st_uid = getuid();
 	st->st_gid = getgid();
 	st->st_blksize = 4096;
@@ -111,20 +114,29 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 		break;
 	case TREE_STATUS:
 	case TREE_METRICS:
+	case TREE_FIREHOSE:
 		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		break;
+	case TREE_INJECT:
+		st->st_mode = S_IFREG | 0200;
 		st->st_nlink = 1;
 		break;
 	case TREE_DEV:
 	case TREE_EVENTS:
 	case TREE_INFO:
+	case TREE_LIVE:
+	case TREE_FROM:
+	case TREE_FROM_REV:
 		journal_info(o->journal, n->dev, &in);
 		ops_ts(&st->st_mtim, in.created_ns);
 		st->st_nlink = 1;
-		if (n->kind == TREE_DEV) {
-			st->st_mode = S_IFDIR | 0755;
+		if (n->kind == TREE_DEV || n->kind == TREE_FROM) {
+			st->st_mode = S_IFDIR | (n->kind == TREE_DEV ? 0755 : 0555);
 			st->st_nlink = 2;
 			timeout = OPS_DIR_TIMEOUT;
-		} else if (n->kind == TREE_INFO) {
+		} else if (n->kind != TREE_EVENTS) {
+			/* info, live pipes: size 0, read to the end */
 			st->st_mode = S_IFREG | 0444;
 		} else {
 			st->st_mode = S_IFREG | (in.local ? 0644 : 0444);
@@ -143,17 +155,24 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 }
 
 static void
-ops_reply_entry(fuse_req_t req, struct odofs *o, enum tree_kind kind,
-    uint32_t dev)
+ops_reply_node(fuse_req_t req, struct odofs *o, const struct tree_node *n)
 {
 	struct fuse_entry_param e;
-	struct tree_node n = { kind, dev };
 
 	memset(&e, 0, sizeof(e));
-	e.attr_timeout = ops_stat(o, &n, &e.attr);
+	e.attr_timeout = ops_stat(o, n, &e.attr);
 	e.ino = e.attr.st_ino;
 	e.entry_timeout = OPS_DIR_TIMEOUT;
 	fuse_reply_entry(req, &e);
+}
+
+static void
+ops_reply_entry(fuse_req_t req, struct odofs *o, enum tree_kind kind,
+    uint32_t dev)
+{
+	struct tree_node n = { kind, dev, 0 };
+
+	ops_reply_node(req, o, &n);
 }
 
 static void
@@ -178,6 +197,8 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		k = tree_find(tree_root_files, tree_root_nfiles, name);
 		if (k != TREE_NONE)
 			return ops_reply_entry(req, o, k, 0);
+		if (o->test_hooks && strcmp(name, ".inject") == 0)
+			return ops_reply_entry(req, o, TREE_INJECT, 0);
 		if (journal_lookup(o->journal, name, strlen(name), &dev) == 0)
 			return ops_reply_entry(req, o, TREE_DEV, dev);
 		return ops_reply_err(req, -ENOENT);
@@ -187,6 +208,14 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (k != TREE_NONE)
 			return ops_reply_entry(req, o, k, p.dev);
 		return ops_reply_err(req, -ENOENT);
+	}
+	if (p.kind == TREE_FROM) {
+		/* any decimal revision can be opened; the listing is empty */
+		struct tree_node n = { TREE_FROM_REV, p.dev, 0 };
+
+		if (!tree_parse_rev(name, &n.rev))
+			return ops_reply_err(req, -ENOENT);
+		return ops_reply_node(req, o, &n);
 	}
 	ops_reply_err(req, -ENOTDIR);
 }
@@ -341,6 +370,8 @@ handle_free(struct odofs *o, struct handle *h)
 	if (h->next != NULL)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&o->handles_lock);
+	if (h->pipe != NULL)
+		pipes_close(o->pipes, h->pipe);
 	buf_release(&h->pending);
 	buf_release(&h->text);
 	pthread_mutex_destroy(&h->lock);
@@ -396,13 +427,39 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return ops_reply_err(req, -EISDIR);
 	if (n.kind == TREE_EVENTS)
 		rc = ops_open_events(o, &n, fi->flags);
+	else if (n.kind == TREE_INJECT)
+		rc = (fi->flags & O_ACCMODE) == O_WRONLY ? 0 : -EACCES;
 	else
 		rc = (fi->flags & O_ACCMODE) == O_RDONLY ? 0 : -EACCES;
+	if (rc == 0 && n.kind == TREE_FROM_REV &&
+	    (n.rev == 0 || n.rev < journal_first(o->journal, n.dev)))
+		rc = -ERANGE;	/* compacted: read snapshot, then from/ */
 	if (rc < 0)
 		return ops_reply_err(req, rc);
 	if ((h = handle_new(o, n.kind, n.dev)) == NULL)
 		return ops_reply_err(req, -ENOMEM);
-	if (n.kind != TREE_EVENTS && (rc = ops_render(o, h)) < 0) {
+	switch (n.kind) {
+	case TREE_EVENTS:
+	case TREE_INJECT:
+		break;
+	case TREE_LIVE:
+		h->pipe = pipes_open_device(o->pipes, n.dev,
+		    journal_head(o->journal, n.dev) + 1);
+		rc = h->pipe ? 0 : -ENOMEM;
+		break;
+	case TREE_FROM_REV:
+		h->pipe = pipes_open_device(o->pipes, n.dev, n.rev);
+		rc = h->pipe ? 0 : -ENOMEM;
+		break;
+	case TREE_FIREHOSE:
+		h->pipe = pipes_open_firehose(o->pipes);
+		rc = h->pipe ? 0 : -ENOMEM;
+		break;
+	default:
+		rc = ops_render(o, h);
+		break;
+	}
+	if (rc < 0) {
 		handle_free(o, h);
 		return ops_reply_err(req, rc);
 	}
@@ -431,6 +488,12 @@ ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 * may close (and the release free the handle) as soon as the kernel
 	 * has the data, before fuse_reply_buf() returns here.
 	 */
+	if (h->pipe != NULL) {
+		atomic_fetch_add(&o->metrics.reads, 1);
+		pipes_read(o->pipes, h->pipe, req, size,
+		    (fi->flags & O_NONBLOCK) != 0);
+		return;
+	}
 	if ((buf = malloc(size ? size : 1)) == NULL)
 		return ops_reply_err(req, -ENOMEM);
 	if (h->kind != TREE_EVENTS) {
@@ -552,6 +615,35 @@ ops_append(struct odofs *o, struct handle *h, const char *data, size_t size)
 	return 0;
 }
 
+/*
+ * The test hook (ODOFS_TEST_HOOKS=1): each write to .inject is lines of
+ * "<device>\t<payload>\n", appended through core directly, the way
+ * replication appends: the kernel never sees the device's `events` change.
+ * It lets the tests show that readers, stat and tail -f follow growth that
+ * does not come through the kernel.
+ */
+static int
+ops_inject(struct odofs *o, const char *data, size_t size)
+{
+	const char *p = data, *end = data + size, *nl, *tab;
+	struct err e;
+	uint32_t dev;
+	int rc;
+
+	for (; p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL ||
+		    (tab = memchr(p, '\t', (size_t)(nl - p))) == NULL)
+			return -EINVAL;
+		if (journal_lookup(o->journal, p, (size_t)(tab - p), &dev) < 0)
+			return -ENOENT;
+		rc = journal_append_lines(o->journal, dev, tab + 1,
+		    (size_t)(nl - tab), &e);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static void
 ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
     off_t off, struct fuse_file_info *fi)
@@ -562,6 +654,11 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 
 	(void)ino;
 	(void)off;		/* O_APPEND: the journal's end, not the kernel's */
+	if (h->kind == TREE_INJECT) {
+		if ((rc = ops_inject(o, data, size)) < 0)
+			return ops_reply_err(req, rc);
+		return (void)fuse_reply_write(req, size);
+	}
 	if (h->kind != TREE_EVENTS)
 		return ops_reply_err(req, -EBADF);
 	pthread_mutex_lock(&h->lock);
@@ -644,6 +741,22 @@ ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 }
 
 static void
+ops_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+    struct fuse_pollhandle *ph)
+{
+	struct odofs *o = ops_ctx(req);
+	struct handle *h = ops_handle(fi);
+
+	(void)ino;
+	if (h->pipe != NULL)
+		return pipes_poll(o->pipes, h->pipe, req, ph);
+	/* regular files are always ready */
+	if (ph != NULL)
+		fuse_pollhandle_destroy(ph);
+	fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
+}
+
+static void
 ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct odofs *o = ops_ctx(req);
@@ -679,10 +792,14 @@ ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		files = tree_root_files;
 		nfiles = tree_root_nfiles;
 		total = 2 + nfiles + journal_count(o->journal);
-	} else {
+	} else if (n.kind == TREE_DEV) {
 		files = tree_dev_files;
 		nfiles = tree_dev_nfiles;
 		total = 2 + nfiles;
+	} else {
+		files = NULL;		/* from/: listed empty */
+		nfiles = 0;
+		total = 2;
 	}
 	if ((buf = malloc(size)) == NULL)
 		return ops_reply_err(req, -ENOMEM);
@@ -698,7 +815,8 @@ ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		} else if (k < 2 + nfiles) {
 			snprintf(name, sizeof(name), "%s", files[k - 2].name);
 			st.st_ino = tree_ino(files[k - 2].kind, n.dev);
-			st.st_mode = S_IFREG;
+			st.st_mode = tree_is_dir(files[k - 2].kind) ? S_IFDIR :
+			    S_IFREG;
 		} else {
 			uint32_t dev = (uint32_t)(k - 2 - nfiles);
 			size_t len;
@@ -754,6 +872,7 @@ const struct fuse_lowlevel_ops ops_table = {
 	.flush = ops_flush,
 	.release = ops_release,
 	.fsync = ops_fsync,
+	.poll = ops_poll,
 	.opendir = ops_opendir,
 	.readdir = ops_readdir,
 	.statfs = ops_statfs,

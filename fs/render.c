@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fs.h"
+#include "pipes.h"
 
 static const char *const render_errno_names[FS_ERRNO_MAX] = {
 	[EPERM] = "EPERM", [ENOENT] = "ENOENT", [EIO] = "EIO",
@@ -72,10 +73,7 @@ render_metrics(struct odofs *o, struct buf *out)
 	    "odofs_read_bytes_total %llu\n"
 	    "# HELP odofs_writes_total Write requests accepted.\n"
 	    "# TYPE odofs_writes_total counter\n"
-	    "odofs_writes_total %llu\n"
-	    "# HELP odofs_errors_total Requests answered with an error, "
-	    "by errno.\n"
-	    "# TYPE odofs_errors_total counter\n",
+	    "odofs_writes_total %llu\n",
 	    (unsigned long long)st.devices, (unsigned long long)st.events,
 	    (unsigned long long)st.events_appended,
 	    (unsigned long long)st.bytes_appended,
@@ -83,6 +81,27 @@ render_metrics(struct odofs *o, struct buf *out)
 	    (unsigned long long)atomic_load(&m->reads),
 	    (unsigned long long)atomic_load(&m->read_bytes),
 	    (unsigned long long)atomic_load(&m->writes));
+	if (o->pipes != NULL) {
+		struct pipes_stats ps;
+
+		pipes_stats(o->pipes, &ps);
+		rc |= buf_printf(out,
+		    "# HELP odofs_live_pipes Live pipes open (live, from/, .live).\n"
+		    "# TYPE odofs_live_pipes gauge\n"
+		    "odofs_live_pipes %llu\n"
+		    "# HELP odofs_live_parked_reads Reads waiting for events.\n"
+		    "# TYPE odofs_live_parked_reads gauge\n"
+		    "odofs_live_parked_reads %llu\n"
+		    "# HELP odofs_live_deliveries_total Waiting reads answered "
+		    "with events.\n"
+		    "# TYPE odofs_live_deliveries_total counter\n"
+		    "odofs_live_deliveries_total %llu\n",
+		    (unsigned long long)ps.open, (unsigned long long)ps.parked,
+		    (unsigned long long)ps.delivered);
+	}
+	rc |= buf_printf(out, "# HELP odofs_errors_total Requests answered "
+	    "with an error, by errno.\n"
+	    "# TYPE odofs_errors_total counter\n");
 	for (int i = 1; i < FS_ERRNO_MAX; i++) {
 		uint64_t n = atomic_load(&m->errors[i]);
 

@@ -7,12 +7,13 @@
 #include "tree.h"
 
 static const enum tree_kind tree_slots[TREE_DEV_SLOTS] = {
-	TREE_DEV, TREE_EVENTS, TREE_INFO,
+	TREE_DEV, TREE_EVENTS, TREE_INFO, TREE_LIVE, TREE_FROM,
 };
 
 const struct tree_entry tree_root_files[] = {
 	{ ".status", TREE_STATUS },
 	{ ".metrics", TREE_METRICS },
+	{ ".live", TREE_FIREHOSE },
 };
 const size_t tree_root_nfiles =
     sizeof(tree_root_files) / sizeof(tree_root_files[0]);
@@ -20,6 +21,8 @@ const size_t tree_root_nfiles =
 const struct tree_entry tree_dev_files[] = {
 	{ "events", TREE_EVENTS },
 	{ "info", TREE_INFO },
+	{ "live", TREE_LIVE },
+	{ "from", TREE_FROM },
 };
 const size_t tree_dev_nfiles =
     sizeof(tree_dev_files) / sizeof(tree_dev_files[0]);
@@ -34,6 +37,10 @@ tree_ino(enum tree_kind kind, uint32_t dev)
 		return 2;
 	case TREE_METRICS:
 		return 3;
+	case TREE_FIREHOSE:
+		return 4;
+	case TREE_INJECT:
+		return 5;
 	default:
 		break;
 	}
@@ -43,11 +50,46 @@ tree_ino(enum tree_kind kind, uint32_t dev)
 	return 0;
 }
 
+uint64_t
+tree_ino_from(uint32_t dev, uint64_t rev)
+{
+	return TREE_FROM_FLAG | (uint64_t)dev << TREE_REV_BITS | rev;
+}
+
+bool
+tree_parse_rev(const char *name, uint64_t *rev)
+{
+	uint64_t v = 0;
+
+	if (*name == '\0')
+		return false;
+	for (const char *p = name; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		if (v > (TREE_REV_MAX - (uint64_t)(*p - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*rev = v;
+	return true;
+}
+
 bool
 tree_decode(uint64_t ino, uint32_t ndevs, struct tree_node *out)
 {
 	out->kind = TREE_NONE;
 	out->dev = 0;
+	out->rev = 0;
+	if (ino & TREE_FROM_FLAG) {
+		uint64_t dev = (ino & ~TREE_FROM_FLAG) >> TREE_REV_BITS;
+
+		if (dev >= ndevs)
+			return false;
+		out->kind = TREE_FROM_REV;
+		out->dev = (uint32_t)dev;
+		out->rev = ino & TREE_REV_MAX;
+		return true;
+	}
 	switch (ino) {
 	case 1:
 		out->kind = TREE_ROOT;
@@ -57,6 +99,12 @@ tree_decode(uint64_t ino, uint32_t ndevs, struct tree_node *out)
 		return true;
 	case 3:
 		out->kind = TREE_METRICS;
+		return true;
+	case 4:
+		out->kind = TREE_FIREHOSE;
+		return true;
+	case 5:
+		out->kind = TREE_INJECT;
 		return true;
 	default:
 		break;
@@ -74,7 +122,7 @@ tree_decode(uint64_t ino, uint32_t ndevs, struct tree_node *out)
 bool
 tree_is_dir(enum tree_kind kind)
 {
-	return kind == TREE_ROOT || kind == TREE_DEV;
+	return kind == TREE_ROOT || kind == TREE_DEV || kind == TREE_FROM;
 }
 
 enum tree_kind

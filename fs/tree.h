@@ -5,7 +5,10 @@
  * have fixed numbers, and device i owns the TREE_DEV_SLOTS numbers from
  * TREE_DEV_BASE + i * TREE_DEV_SLOTS.  Device indexes are stable (devices
  * are never removed), so an inode names the same file for the life of the
- * process and the kernel's cache can never be confused.  Pure functions.
+ * process and the kernel's cache can never be confused.  from/<rev> files
+ * carry the device and the revision in the number itself: the top bit set,
+ * the device in the next TREE_FROM_DEV_BITS bits, the revision below.
+ * Pure functions.
  */
 #ifndef ODOFS_TREE_H
 #define ODOFS_TREE_H
@@ -19,21 +22,38 @@ enum tree_kind {
 	TREE_ROOT,
 	TREE_STATUS,		/* .status */
 	TREE_METRICS,		/* .metrics */
+	TREE_FIREHOSE,		/* .live */
+	TREE_INJECT,		/* .inject: test hook, see ops.c */
 	TREE_DEV,		/* <device>/ */
 	TREE_EVENTS,		/* <device>/events */
 	TREE_INFO,		/* <device>/info */
+	TREE_LIVE,		/* <device>/live */
+	TREE_FROM,		/* <device>/from/ */
+	TREE_FROM_REV,		/* <device>/from/<rev> */
 };
 
 struct tree_node {
 	enum tree_kind kind;
 	uint32_t dev;		/* device index for the per-device kinds */
+	uint64_t rev;		/* TREE_FROM_REV */
 };
 
 #define TREE_DEV_BASE	16
 #define TREE_DEV_SLOTS	8
+#define TREE_FROM_FLAG	(1ull << 63)
+#define TREE_FROM_DEV_BITS 23
+#define TREE_REV_BITS	(63 - TREE_FROM_DEV_BITS)
+#define TREE_REV_MAX	((1ull << TREE_REV_BITS) - 1)
 
-/* The inode of (kind, dev). */
+/* The inode of (kind, dev); of from/<rev> with kind TREE_FROM_REV. */
 uint64_t tree_ino(enum tree_kind kind, uint32_t dev);
+uint64_t tree_ino_from(uint32_t dev, uint64_t rev);
+
+/*
+ * Parses a from/ name: decimal digits only, at most TREE_REV_MAX.  Returns
+ * false for anything else.
+ */
+bool tree_parse_rev(const char *name, uint64_t *rev);
 
 /* Decodes ino; false (kind TREE_NONE) for numbers no file has. */
 bool tree_decode(uint64_t ino, uint32_t ndevs, struct tree_node *out);

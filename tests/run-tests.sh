@@ -19,4 +19,4 @@ echo "== integration tests"
 $PY -m pytest -q tests/integration "$@"
 
 echo "== integration tests under ASan+UBSan"
-ODOFS_BIN="$PWD/build-asan/fs/odofs" $PY -m pytest -q tests/integration "$@"
+ODOFS_SANITIZED=1 ODOFS_BIN="$PWD/build-asan/fs/odofs" $PY -m pytest -q tests/integration "$@"

@@ -1,0 +1,446 @@
+/*
+ * pipes: see pipes.h.
+ *
+ * A pipe is a cursor (device and revision, or a firehose cursor) plus at
+ * most one parked request and one poll handle.  Reads that can be answered
+ * at once are answered in the worker thread; the rest are parked and the
+ * worker returns.  The delivery thread sleeps on an eventfd that core's
+ * commit hook (pipes_notify) and every parking read write to; on each wake
+ * it walks the open pipes and answers those whose cursor has something.
+ *
+ * Exactly one reply per parked request (FUSE-NOTES §3).  A request becomes
+ * deliverable (s->req) only after its interrupt callback is registered; the
+ * callback and the delivery thread each take it out of the pipe under
+ * s->lock, and whoever takes it answers it.  Before answering, the delivery
+ * thread calls fuse_req_interrupt_func(req, NULL, NULL), which waits for a
+ * callback already running on req (libfuse runs it under req's lock), so a
+ * pipe is never freed under a running callback: a release can only follow
+ * the reply.
+ *
+ * Lock order: p->lock, then s->lock.  No fuse_req_interrupt_func() call is
+ * made holding either (it may run the callback, which takes s->lock).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pipes.h"
+
+#define PIPES_TICK_MS		1000	/* housekeeping: firehose pruning */
+#define PIPES_MAX_READ		(1u << 20)
+
+enum pipe_kind {
+	PIPE_DEVICE,
+	PIPE_FIREHOSE,
+};
+
+struct pipe {
+	pthread_mutex_t lock;		/* protects everything below but links */
+	struct pipes *owner;
+	enum pipe_kind kind;
+	uint32_t idx;			/* PIPE_DEVICE */
+	uint64_t rev;			/* PIPE_DEVICE: next revision */
+	size_t skip;			/* PIPE_DEVICE: bytes of it given */
+	struct journal_fh_cursor fh;	/* PIPE_FIREHOSE */
+	fuse_req_t parking;		/* interrupt callback being registered */
+	fuse_req_t req;			/* parked, deliverable */
+	size_t want;			/* its size */
+	struct fuse_pollhandle *ph;	/* newest poll handle */
+	struct pipe *prev, *next;	/* p->pipes; under p->lock */
+};
+
+struct pipes {
+	struct journal *journal;
+	struct fuse_session *se;
+	int efd;			/* wakes the delivery thread */
+	pthread_t thread;
+	bool started;
+	atomic_bool stopping;
+	pthread_mutex_t lock;		/* protects pipes */
+	struct pipe *pipes;
+	_Atomic uint64_t open, parked, delivered;
+};
+
+static void
+pipes_kick(struct pipes *p)
+{
+	uint64_t one = 1;
+
+	(void)!write(p->efd, &one, sizeof(one));
+}
+
+void
+pipes_notify(void *arg, uint32_t idx, uint64_t head)
+{
+	(void)idx;
+	(void)head;
+	pipes_kick(arg);
+}
+
+/* Whether s's cursor has something to read.  Caller holds s->lock. */
+static bool
+pipe_ready(struct pipes *p, const struct pipe *s)
+{
+	if (s->kind == PIPE_FIREHOSE)
+		return journal_firehose_ready(p->journal, &s->fh);
+	return s->rev <= journal_head(p->journal, s->idx) ||
+	    s->rev < journal_first(p->journal, s->idx);
+}
+
+/*
+ * Reads from s's cursor into buf.  Returns bytes (0: nothing), or a
+ * negative errno (-ERANGE: the cursor fell behind a compaction).  Caller
+ * holds s->lock.
+ */
+static ssize_t
+pipe_fill(struct pipes *p, struct pipe *s, char *buf, size_t size)
+{
+	struct err e;
+	ssize_t n;
+
+	err_clear(&e);
+	if (s->kind == PIPE_FIREHOSE)
+		n = journal_firehose_read(p->journal, &s->fh, buf, size, &e);
+	else
+		n = journal_read_from(p->journal, s->idx, &s->rev, &s->skip,
+		    false, buf, size, &e);
+	if (n < 0 && n != -ERANGE)
+		log_warnx("live read failed: %s", e.msg);
+	return n;
+}
+
+/* Answers req with what s has (caller holds s->lock); false if nothing. */
+static bool
+pipe_answer(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
+    bool sync_interrupt)
+{
+	char *buf;
+	ssize_t n;
+
+	if (size > PIPES_MAX_READ)
+		size = PIPES_MAX_READ;
+	if ((buf = malloc(size ? size : 1)) == NULL) {
+		if (sync_interrupt)
+			fuse_req_interrupt_func(req, NULL, NULL);
+		fuse_reply_err(req, ENOMEM);
+		return true;
+	}
+	n = pipe_fill(p, s, buf, size);
+	if (n == 0) {
+		free(buf);
+		return false;
+	}
+	if (sync_interrupt) {
+		/* s->req is already cleared: a running callback finds nothing */
+		pthread_mutex_unlock(&s->lock);
+		fuse_req_interrupt_func(req, NULL, NULL);
+		pthread_mutex_lock(&s->lock);
+	}
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+	return true;
+}
+
+static void
+pipe_interrupt(fuse_req_t req, void *arg)
+{
+	struct pipe *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->req == req) {
+		s->req = NULL;
+		atomic_fetch_sub(&s->owner->parked, 1);
+	} else if (s->parking == req)
+		s->parking = NULL;
+	else
+		req = NULL;
+	pthread_mutex_unlock(&s->lock);
+	/* s may be freed as soon as the reply is out: touch it no more */
+	if (req != NULL)
+		fuse_reply_err(req, EINTR);
+}
+
+void
+pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
+    bool nonblock)
+{
+	pthread_mutex_lock(&s->lock);
+	if (atomic_load(&p->stopping)) {
+		pthread_mutex_unlock(&s->lock);
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (s->req != NULL || s->parking != NULL) {
+		/* one reader at a time per open file */
+		pthread_mutex_unlock(&s->lock);
+		fuse_reply_err(req, EAGAIN);
+		return;
+	}
+	if (pipe_answer(p, s, req, size, false)) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	if (nonblock) {
+		pthread_mutex_unlock(&s->lock);
+		fuse_reply_err(req, EAGAIN);
+		return;
+	}
+	s->parking = req;
+	s->want = size;
+	pthread_mutex_unlock(&s->lock);
+
+	/* may run pipe_interrupt() right here, if the signal came already */
+	fuse_req_interrupt_func(req, pipe_interrupt, s);
+
+	pthread_mutex_lock(&s->lock);
+	if (s->parking == req) {
+		s->parking = NULL;
+		s->req = req;
+		atomic_fetch_add(&p->parked, 1);
+	}
+	pthread_mutex_unlock(&s->lock);
+	/* an append may have come meanwhile: let the delivery thread look */
+	pipes_kick(p);
+}
+
+void
+pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
+    struct fuse_pollhandle *ph)
+{
+	unsigned revents;
+
+	pthread_mutex_lock(&s->lock);
+	revents = pipe_ready(p, s) || atomic_load(&p->stopping) ?
+	    POLLIN | POLLRDNORM : 0;
+	if (ph != NULL) {
+		if (revents != 0) {
+			fuse_pollhandle_destroy(ph);
+		} else {
+			if (s->ph != NULL)
+				fuse_pollhandle_destroy(s->ph);
+			s->ph = ph;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	fuse_reply_poll(req, revents);
+	if (ph != NULL && revents == 0)
+		pipes_kick(p);
+}
+
+/* Delivers what s can take.  Caller holds p->lock; takes s->lock. */
+static void
+pipe_deliver(struct pipes *p, struct pipe *s, bool eof)
+{
+	struct fuse_pollhandle *ph = NULL;
+	fuse_req_t req;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->req != NULL && (eof || pipe_ready(p, s))) {
+		req = s->req;
+		s->req = NULL;
+		atomic_fetch_sub(&p->parked, 1);
+		if (eof) {
+			pthread_mutex_unlock(&s->lock);
+			fuse_req_interrupt_func(req, NULL, NULL);
+			fuse_reply_buf(req, NULL, 0);
+			pthread_mutex_lock(&s->lock);
+		} else if (pipe_answer(p, s, req, s->want, true)) {
+			atomic_fetch_add(&p->delivered, 1);
+		} else {
+			/* ready but empty (a failed commit): park again */
+			s->req = req;
+			atomic_fetch_add(&p->parked, 1);
+		}
+	}
+	if (s->ph != NULL && (eof || pipe_ready(p, s))) {
+		ph = s->ph;
+		s->ph = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ph != NULL) {
+		fuse_lowlevel_notify_poll(ph);
+		fuse_pollhandle_destroy(ph);
+	}
+}
+
+/* Deletes firehose log entries that every reader has passed. */
+static void
+pipes_prune(struct pipes *p)
+{
+	uint64_t low = UINT64_MAX;
+
+	pthread_mutex_lock(&p->lock);
+	for (struct pipe *s = p->pipes; s != NULL; s = s->next) {
+		if (s->kind != PIPE_FIREHOSE)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		if (s->fh.seq < low)
+			low = s->fh.seq;
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	journal_firehose_prune(p->journal, low);
+}
+
+static void *
+pipes_main(void *arg)
+{
+	struct pipes *p = arg;
+	struct pollfd pfd = { .fd = p->efd, .events = POLLIN };
+	uint64_t n;
+
+	while (!atomic_load(&p->stopping)) {
+		int r = poll(&pfd, 1, PIPES_TICK_MS);
+
+		if (r < 0 && errno != EINTR) {
+			log_warn("live pipes: poll");
+			break;
+		}
+		if (r == 0) {
+			pipes_prune(p);
+			continue;
+		}
+		(void)!read(p->efd, &n, sizeof(n));
+		pthread_mutex_lock(&p->lock);
+		for (struct pipe *s = p->pipes; s != NULL; s = s->next)
+			pipe_deliver(p, s, false);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return NULL;
+}
+
+int
+pipes_start(struct pipes **out, struct journal *j, struct fuse_session *se,
+    struct err *e)
+{
+	struct pipes *p;
+	int rc;
+
+	*out = NULL;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	p->journal = j;
+	p->se = se;
+	pthread_mutex_init(&p->lock, NULL);
+	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		rc = err_set(e, -errno, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	if ((rc = pthread_create(&p->thread, NULL, pipes_main, p)) != 0) {
+		rc = err_set(e, -rc, "live pipes thread: %s", strerror(rc));
+		goto fail;
+	}
+	p->started = true;
+	*out = p;
+	return 0;
+fail:
+	pipes_free(p);
+	return rc;
+}
+
+void
+pipes_stop(struct pipes *p)
+{
+	if (p == NULL || !p->started)
+		return;
+	atomic_store(&p->stopping, true);
+	pipes_kick(p);
+	pthread_join(p->thread, NULL);
+	p->started = false;
+	pthread_mutex_lock(&p->lock);
+	for (struct pipe *s = p->pipes; s != NULL; s = s->next)
+		pipe_deliver(p, s, true);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void
+pipes_free(struct pipes *p)
+{
+	if (p == NULL)
+		return;
+	pipes_stop(p);
+	if (p->efd >= 0)
+		close(p->efd);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+static struct pipe *
+pipes_add(struct pipes *p, enum pipe_kind kind)
+{
+	struct pipe *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	s->owner = p;
+	s->kind = kind;
+	pthread_mutex_lock(&p->lock);
+	if (kind == PIPE_FIREHOSE)
+		journal_firehose_open(p->journal, &s->fh);
+	s->next = p->pipes;
+	if (p->pipes != NULL)
+		p->pipes->prev = s;
+	p->pipes = s;
+	pthread_mutex_unlock(&p->lock);
+	atomic_fetch_add(&p->open, 1);
+	return s;
+}
+
+struct pipe *
+pipes_open_device(struct pipes *p, uint32_t idx, uint64_t rev)
+{
+	struct pipe *s = pipes_add(p, PIPE_DEVICE);
+
+	if (s != NULL) {
+		s->idx = idx;
+		s->rev = rev;
+	}
+	return s;
+}
+
+struct pipe *
+pipes_open_firehose(struct pipes *p)
+{
+	return pipes_add(p, PIPE_FIREHOSE);
+}
+
+void
+pipes_close(struct pipes *p, struct pipe *s)
+{
+	pthread_mutex_lock(&p->lock);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		p->pipes = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	if (s->kind == PIPE_FIREHOSE)
+		journal_firehose_close(p->journal);
+	pthread_mutex_unlock(&p->lock);
+	/* a release follows every reply: nothing can be parked here */
+	if (s->req != NULL)
+		log_warnx("live pipe closed with a parked read");
+	if (s->ph != NULL)
+		fuse_pollhandle_destroy(s->ph);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	atomic_fetch_sub(&p->open, 1);
+}
+
+void
+pipes_stats(struct pipes *p, struct pipes_stats *out)
+{
+	out->open = atomic_load(&p->open);
+	out->parked = atomic_load(&p->parked);
+	out->delivered = atomic_load(&p->delivered);
+}

@@ -1,0 +1,337 @@
+"""SPEC §6 and the "tail -f within a second" part of §4: live pipes.
+
+Readers are real tools (cat, head, tail, grep) and Python programs on a
+real mount; the daemon's own counters in .metrics say when a reader is
+parked, so no test sleeps for a fixed time to "let it start".
+"""
+import errno
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import Node, read_file, sh, wait_for
+
+
+def metric(node, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name), read_file(node.path(".metrics")), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def wait_parked(node, n):
+    wait_for(lambda: metric(node, "odofs_live_parked_reads") >= n,
+             what="%d parked reads" % n)
+
+
+def append(node, dev, *lines):
+    with open(node.path(dev, "events"), "a") as f:
+        f.write("".join(l + "\n" for l in lines))
+
+
+def spawn(cmd, out_path):
+    out = open(out_path, "wb")
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    out.close()
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+    p.wait(10)
+
+
+@pytest.fixture
+def hooked(nodes):
+    """A node with the in-daemon append path (.inject) enabled."""
+    os.environ["ODOFS_TEST_HOOKS"] = "1"
+    try:
+        n = nodes("a").start()
+    finally:
+        del os.environ["ODOFS_TEST_HOOKS"]
+    return n
+
+
+@pytest.mark.parametrize("cmd", [
+    ["cat", "{live}"],
+    ["head", "-n", "3", "{live}"],
+    ["stdbuf", "-oL", "tail", "-n", "+1", "-f", "{live}"],
+    ["grep", "--line-buffered", "x", "{live}"],
+])
+def test_tools_read_live(node, tmp_path, cmd):
+    os.mkdir(node.path("d"))
+    append(node, "d", "x-before-1", "x-before-2")
+    out = str(tmp_path / "out")
+    p = spawn([c.format(live=node.path("d", "live")) for c in cmd], out)
+    try:
+        wait_parked(node, 1)
+        append(node, "d", "x-1", "x-2")
+        append(node, "d", "x-3", "x-4")
+        want = "x-1\nx-2\nx-3\n" if cmd[0] == "head" else "x-1\nx-2\nx-3\nx-4\n"
+        wait_for(lambda: read_file(out) == want, what="events at the reader")
+        if cmd[0] == "head":
+            assert p.wait(5) == 0     # head stops after 3 lines, no seek error
+    finally:
+        stop(p)
+    assert "before" not in read_file(out)
+
+
+def test_from_rev_exact_then_live(node, tmp_path):
+    os.mkdir(node.path("d"))
+    n = 10000
+    append(node, "d", *["e%d" % i for i in range(1, n + 1)])
+    out1, out2 = str(tmp_path / "o1"), str(tmp_path / "o2")
+    p1 = spawn(["cat", node.path("d", "from", "1")], out1)
+    p2 = spawn(["cat", node.path("d", "from", "9990")], out2)
+    try:
+        want1 = "".join("e%d\n" % i for i in range(1, n + 1))
+        want2 = "".join("e%d\n" % i for i in range(9990, n + 1))
+        wait_for(lambda: read_file(out1) == want1, what="from/1")
+        wait_for(lambda: read_file(out2) == want2, what="from/9990")
+        wait_parked(node, 2)
+        append(node, "d", "live-1", "live-2")
+        wait_for(lambda: read_file(out1) == want1 + "live-1\nlive-2\n", what="live after from/1")
+        wait_for(lambda: read_file(out2) == want2 + "live-1\nlive-2\n", what="live after from/9990")
+    finally:
+        stop(p1)
+        stop(p2)
+
+
+def test_from_rev_errors_and_future(node, tmp_path):
+    os.mkdir(node.path("d"))
+    append(node, "d", "one", "two")
+    with pytest.raises(OSError) as ei:
+        open(node.path("d", "from", "0"))
+    assert ei.value.errno == errno.ERANGE
+    for bad in ("abc", "-1", "1x", "99999999999999999999999"):
+        with pytest.raises(OSError) as ei:
+            open(node.path("d", "from", bad))
+        assert ei.value.errno == errno.ENOENT, bad
+    assert os.listdir(node.path("d", "from")) == []
+    # above head + 1: waits for that revision
+    out = str(tmp_path / "o")
+    p = spawn(["cat", node.path("d", "from", "5")], out)
+    try:
+        wait_parked(node, 1)
+        append(node, "d", "three", "four")
+        append(node, "d", "five", "six")
+        wait_for(lambda: read_file(out) == "five\nsix\n", what="from/5")
+    finally:
+        stop(p)
+
+
+def test_firehose_tags_three_devices(node, tmp_path):
+    devs = ["d1", "d2", "d3"]
+    for d in devs:
+        os.mkdir(node.path(d))
+        append(node, d, "old")
+    out = str(tmp_path / "o")
+    p = spawn(["cat", node.path(".live")], out)
+    try:
+        wait_parked(node, 1)
+        writers = [subprocess.Popen(
+            ["bash", "-c", "for i in $(seq 1 200); do echo %s-$i >> %s; done"
+             % (d, node.path(d, "events"))]) for d in devs]
+        for w in writers:
+            assert w.wait(60) == 0
+        wait_for(lambda: read_file(out).count("\n") == 600, what="600 tagged lines")
+    finally:
+        stop(p)
+    lines = read_file(out).splitlines()
+    for d in devs:
+        mine = [l.split("\t") for l in lines if l.startswith(d + "\t")]
+        assert [int(r) for _, r, _ in mine] == list(range(2, 202))
+        assert [v for _, _, v in mine] == ["%s-%d" % (d, i) for i in range(1, 201)]
+
+
+def test_poll_and_nonblock(node):
+    os.mkdir(node.path("d"))
+    fd = os.open(node.path("d", "live"), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with pytest.raises(OSError) as ei:
+            os.read(fd, 4096)
+        assert ei.value.errno == errno.EAGAIN
+        pl = select.poll()
+        pl.register(fd, select.POLLIN)
+        assert pl.poll(200) == []
+        append(node, "d", "wake")
+        ev = pl.poll(5000)
+        assert ev and ev[0][1] & select.POLLIN
+        assert os.read(fd, 4096) == b"wake\n"
+        with pytest.raises(OSError) as ei:
+            os.read(fd, 4096)
+        assert ei.value.errno == errno.EAGAIN
+        # epoll as well
+        ep = select.epoll()
+        ep.register(fd, select.EPOLLIN)
+        assert ep.poll(0.2) == []
+        append(node, "d", "again")
+        assert ep.poll(5)
+        assert os.read(fd, 4096) == b"again\n"
+        ep.close()
+    finally:
+        os.close(fd)
+
+
+def threads_of(pid):
+    for line in read_file("/proc/%d/status" % pid).splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+THREAD_BOUND = 16   # FUSE workers (at most 8) + live pipes + LevelDB + main
+
+
+def test_500_blocked_readers(node, tmp_path):
+    os.mkdir(node.path("d"))
+    readers = []
+    try:
+        for i in range(500):
+            fd = os.open(node.path("d", "live"), os.O_RDONLY)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    data = os.read(fd, 4096)
+                    os._exit(0 if data == b"the-event\n" else 3)
+                except BaseException:
+                    os._exit(4)
+            os.close(fd)
+            readers.append(pid)
+        wait_parked(node, 500)
+        assert threads_of(node.pid()) <= THREAD_BOUND
+        # the mount still answers other requests
+        assert node.info("d")["head"] == 0
+        append(node, "d", "the-event")
+        codes = [os.waitpid(pid, 0)[1] for pid in readers]
+        readers = []
+        assert codes == [0] * 500
+        assert threads_of(node.pid()) <= THREAD_BOUND
+    finally:
+        for pid in readers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_signal_ends_blocked_reader(node, sig):
+    os.mkdir(node.path("d"))
+    p = subprocess.Popen(["env", "--default-signal=INT", "cat", node.path("d", "live")],
+                         stdout=subprocess.DEVNULL)
+    try:
+        wait_parked(node, 1)
+        t = time.monotonic()
+        p.send_signal(sig)
+        p.wait(5)
+        assert time.monotonic() - t < 1.0
+        assert p.returncode == -sig
+        wait_for(lambda: metric(node, "odofs_live_parked_reads") == 0, what="no parked read")
+        wait_for(lambda: metric(node, "odofs_live_pipes") == 0, what="pipe released")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_shutdown_with_50_blocked_readers(nodes, tmp_path):
+    n = nodes("a").start()
+    os.mkdir(n.path("d"))
+    readers = [subprocess.Popen(["cat", n.path("d", "live")], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE) for _ in range(50)]
+    try:
+        wait_parked(n, 50)
+        t = time.monotonic()
+        assert n.stop(timeout=5) == 0
+        assert time.monotonic() - t < 5.0
+        # the readers saw a clean end of file
+        for r in readers:
+            assert r.wait(5) == 0, r.stderr.read()
+    finally:
+        for r in readers:
+            if r.poll() is None:
+                r.kill()
+                r.wait()
+
+
+def rss_kb(pid):
+    for line in read_file("/proc/%d/status" % pid).splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_idle_reader_costs_nothing(node):
+    os.mkdir(node.path("d"))
+    ev = node.path("d", "events")
+    fds = [os.open(node.path("d", "live"), os.O_RDONLY),
+           os.open(node.path("d", "from", "1"), os.O_RDONLY),
+           os.open(node.path(".live"), os.O_RDONLY)]
+    try:
+        append(node, "d", "warm-up")
+        before = rss_kb(node.pid())
+        n = 1000000
+        fd = os.open(ev, os.O_WRONLY | os.O_APPEND)
+        chunk = 5000
+        for start in range(0, n, chunk):
+            os.write(fd, "".join("%07d\n" % i for i in range(start, start + chunk)).encode())
+        os.close(fd)
+        grew = rss_kb(node.pid()) - before
+        print("rss grew by %d KiB" % grew)
+        if not os.environ.get("ODOFS_SANITIZED"):   # ASan quarantines freed memory
+            assert grew < 32 * 1024, "RSS grew by %d KiB" % grew
+        want = b"warm-up\n" + "".join("%07d\n" % i for i in range(n)).encode()
+        for fd in fds[:2]:   # live (opened before warm-up) and from/1
+            got = bytearray()
+            while len(got) < len(want):
+                got += os.read(fd, 1 << 17)
+            assert bytes(got) == want
+        got = bytearray()
+        tagged = b"".join(b"d\t%d\t%07d\n" % (i + 2, i) for i in range(n))
+        while len(got) < len(b"d\t1\twarm-up\n") + len(tagged):
+            got += os.read(fds[2], 1 << 17)
+        assert bytes(got) == b"d\t1\twarm-up\n" + tagged
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_tail_f_follows_both_append_paths(hooked, tmp_path):
+    n = hooked
+    os.mkdir(n.path("d"))
+    append(n, "d", "first")
+    out = str(tmp_path / "o")
+    p = spawn(["stdbuf", "-oL", "tail", "-f", n.path("d", "events")], out)
+    try:
+        wait_for(lambda: read_file(out) == "first\n", what="tail start")
+        fd = os.open(n.path("d", "events"), os.O_RDONLY)   # a reader already open
+        append(n, "d", "via-kernel")
+        t = time.monotonic()
+        wait_for(lambda: read_file(out) == "first\nvia-kernel\n", timeout=2,
+                 what="tail -f of a kernel append")
+        with open(n.path(".inject"), "w") as f:
+            f.write("d\tvia-daemon\n")
+        wait_for(lambda: read_file(out) == "first\nvia-kernel\nvia-daemon\n", timeout=2,
+                 what="tail -f of an in-daemon append")
+        assert os.fstat(fd).st_size == len("first\nvia-kernel\nvia-daemon\n")
+        assert os.pread(fd, 100, 0) == b"first\nvia-kernel\nvia-daemon\n"
+        os.close(fd)
+        assert os.stat(n.path("d", "events")).st_size == 28
+    finally:
+        stop(p)
+    assert "truncated" not in read_file(out)
+
+
+def test_inject_hook_is_off_by_default(node):
+    assert ".inject" not in os.listdir(node.mnt)
+    with pytest.raises(FileNotFoundError):
+        os.stat(node.path(".inject"))
+    with pytest.raises(PermissionError):     # creating files: EPERM
+        open(node.path(".inject"), "w")
