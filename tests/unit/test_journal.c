@@ -178,6 +178,66 @@ test_txn_errors(struct journal *j, uint32_t idx)
 	CHECK_EQ_INT(journal_sync(j, &e), 0);
 }
 
+static int notified;
+static uint64_t notified_head;
+
+static void
+on_commit(void *arg, uint32_t idx, uint64_t head)
+{
+	(void)arg;
+	(void)idx;
+	notified++;
+	notified_head = head;
+}
+
+/* The firehose: commits of several devices in order, read in small pieces. */
+static void
+test_firehose(struct journal *j)
+{
+	struct journal_fh_cursor c, late;
+	uint32_t a, b;
+	char buf[4096], piece[7];
+	size_t len = 0;
+	struct err e;
+	ssize_t n;
+
+	CHECK_EQ_INT(journal_create(j, "fh-a", 4, &a, &e), 0);
+	CHECK_EQ_INT(journal_create(j, "fh-b", 4, &b, &e), 0);
+	CHECK_EQ_INT(journal_append_lines(j, a, "before\n", 7, &e), 1);
+	journal_firehose_open(j, &c);
+	CHECK(!journal_firehose_ready(j, &c));
+	CHECK_EQ_INT(journal_firehose_read(j, &c, buf, sizeof(buf), &e), 0);
+	CHECK_EQ_INT(journal_append_lines(j, a, "a1\na2\n", 6, &e), 2);
+	CHECK_EQ_INT(journal_append_lines(j, b, "b1\n", 3, &e), 1);
+	CHECK_EQ_INT(journal_append_lines(j, a, "a3\n", 3, &e), 1);
+	CHECK_EQ_INT(notified_head, 4);
+	CHECK(journal_firehose_ready(j, &c));
+	/* 7 bytes at a time: lines are cut and resumed exactly */
+	while ((n = journal_firehose_read(j, &c, piece, sizeof(piece), &e)) > 0) {
+		memcpy(buf + len, piece, (size_t)n);
+		len += (size_t)n;
+	}
+	CHECK_EQ_INT(n, 0);
+	buf[len] = '\0';
+	CHECK(strcmp(buf, "fh-a\t2\ta1\nfh-a\t3\ta2\nfh-b\t1\tb1\n"
+	    "fh-a\t4\ta3\n") == 0);
+	/* a second reader starts at the next commit */
+	journal_firehose_open(j, &late);
+	CHECK_EQ_INT(journal_append_lines(j, b, "b2\n", 3, &e), 1);
+	n = journal_firehose_read(j, &late, buf, sizeof(buf), &e);
+	CHECK(n == 10 && memcmp(buf, "fh-b\t2\tb2\n", 10) == 0);
+	n = journal_firehose_read(j, &c, buf, sizeof(buf), &e);
+	CHECK(n == 10 && memcmp(buf, "fh-b\t2\tb2\n", 10) == 0);
+	/* pruning below the slowest reader keeps what it still needs */
+	CHECK_EQ_INT(journal_append_lines(j, b, "b3\n", 3, &e), 1);
+	journal_firehose_prune(j, c.seq);
+	n = journal_firehose_read(j, &c, buf, sizeof(buf), &e);
+	CHECK(n == 10 && memcmp(buf, "fh-b\t3\tb3\n", 10) == 0);
+	journal_firehose_close(j);
+	journal_firehose_close(j);
+	journal_firehose_prune(j, UINT64_MAX);
+}
+
 void
 unit_main(void)
 {
@@ -191,19 +251,36 @@ unit_main(void)
 
 	snprintf(dir, sizeof(dir), "%s", unit_tmpdir());
 	j = open_journal(dir, "node-a");
+	journal_set_notify(j, on_commit, NULL);
 	test_create(j);
 	CHECK_EQ_INT(journal_lookup(j, "sensor-1", 8, &idx), 0);
 	test_append_and_read(j, idx, n);
 	test_partial_lines(j, idx);
 	test_txn_errors(j, idx);
+	CHECK(notified > 0);
 	CHECK_EQ_INT(journal_create(j, "sensor-2", 8, &idx2, &e), 0);
 	CHECK_EQ_INT(journal_append_lines(j, idx2, "other\n", 6, &e), 1);
 	journal_info(j, idx, &in1);
+	test_firehose(j);
 	journal_close(j);
 
 	/* restart: devices, epochs, heads and offsets come back */
 	j = open_journal(dir, "node-a");
-	CHECK_EQ_INT(journal_count(j), 2);
+	CHECK_EQ_INT(journal_count(j), 4);
+	{
+		/* a firehose reader after restart starts after the old log */
+		struct journal_fh_cursor c;
+		uint32_t fa;
+		char buf[64];
+
+		journal_firehose_open(j, &c);
+		CHECK_EQ_INT(journal_lookup(j, "fh-a", 4, &fa), 0);
+		CHECK_EQ_INT(journal_append_lines(j, fa, "new\n", 4, &e), 1);
+		CHECK_EQ_INT(journal_firehose_read(j, &c, buf, sizeof(buf), &e),
+		    11);
+		CHECK(memcmp(buf, "fh-a\t5\tnew\n", 11) == 0);
+		journal_firehose_close(j);
+	}
 	CHECK_EQ_INT(journal_lookup(j, "sensor-1", 8, &idx), 0);
 	journal_info(j, idx, &in2);
 	CHECK_EQ_INT(in2.head, in1.head);
