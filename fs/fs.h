@@ -35,6 +35,7 @@ struct odofs {
 	const struct config *cfg;
 	struct pipes *pipes;			/* live pipes */
 	bool test_hooks;			/* ODOFS_TEST_HOOKS=1: .inject */
+	bool events_page_cache;			/* ODOFS_EVENTS_PAGE_CACHE=1 */
 	time_t started;				/* CLOCK_REALTIME seconds */
 	struct fs_metrics metrics;
 	pthread_mutex_t handles_lock;		/* protects handles */

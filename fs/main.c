@@ -346,6 +346,14 @@ main_detach_stdio(const struct config *cfg)
 	}
 }
 
+static bool
+main_env_flag(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && strcmp(v, "1") == 0;
+}
+
 static int
 main_run(const struct args *a, struct config *cfg, int report_fd)
 {
@@ -363,8 +371,8 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	line[0] = '\0';
 	o.cfg = cfg;
 	o.started = time(NULL);
-	o.test_hooks = getenv("ODOFS_TEST_HOOKS") != NULL &&
-	    strcmp(getenv("ODOFS_TEST_HOOKS"), "1") == 0;
+	o.test_hooks = main_env_flag("ODOFS_TEST_HOOKS");
+	o.events_page_cache = main_env_flag("ODOFS_EVENTS_PAGE_CACHE");
 	pthread_mutex_init(&o.handles_lock, NULL);
 
 	if (cfg->listen[0] != '\0' &&

@@ -466,6 +466,17 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
+	/*
+	 * Measured alternative, for tests/bench/events_cache.py only:
+	 * readers of `events` through the page cache.  attr_timeout 0 and
+	 * the kernel's auto_inval_data refresh the size before each read
+	 * and drop the cache when it changed.
+	 */
+	if (o->events_page_cache && n.kind == TREE_EVENTS &&
+	    (fi->flags & O_ACCMODE) == O_RDONLY) {
+		fi->direct_io = 0;
+		fi->keep_cache = 1;
+	}
 	if ((fi->flags & O_ACCMODE) == O_RDONLY)
 		fi->noflush = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
