@@ -58,6 +58,12 @@ buf_reserve(struct buf *b, size_t n)
 }
 
 int
+buf_ensure(struct buf *b, size_t total)
+{
+	return total <= b->len ? 0 : buf_reserve(b, total - b->len);
+}
+
+int
 buf_append(struct buf *b, const void *p, size_t n)
 {
 	int rc;

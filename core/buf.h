@@ -21,6 +21,8 @@ void buf_init(struct buf *b, size_t max);
 void buf_release(struct buf *b);
 void buf_reset(struct buf *b);	/* len = 0, keeps the memory */
 int buf_append(struct buf *b, const void *p, size_t n);
+/* Makes room for a length of total bytes, so appends up to it cannot fail. */
+int buf_ensure(struct buf *b, size_t total);
 int buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */

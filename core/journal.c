@@ -38,6 +38,8 @@
 
 struct device {
 	pthread_mutex_t lock;		/* serialises appends */
+	pthread_mutex_t meta_lock;	/* serialises record writes: snapshot
+					   installs and compactions */
 	uint32_t devno;			/* key prefix in the store */
 	size_t idlen;
 	char id[JOURNAL_ID_MAX + 1];
@@ -45,11 +47,12 @@ struct device {
 	uint64_t epoch;
 	uint64_t created_ns;
 	bool local;
-	_Atomic uint64_t first;		/* written under lock */
-	_Atomic uint64_t first_offset;	/* written under lock */
+	_Atomic uint64_t first;		/* written under meta_lock */
+	_Atomic uint64_t first_offset;	/* written under meta_lock */
 	_Atomic uint64_t head;		/* written under lock */
 	_Atomic uint64_t end_offset;	/* written under lock */
-	_Atomic uint64_t snapshot_rev;	/* written under lock */
+	_Atomic uint64_t snapshot_rev;	/* written under meta_lock */
+	_Atomic uint64_t snapshot_len;	/* written under meta_lock */
 	_Atomic uint64_t mtime_ns;	/* last append; creation at load */
 };
 
@@ -82,7 +85,27 @@ struct journal {
 	size_t fh_ninflight, fh_capinflight;
 	_Atomic uint64_t fh_watermark;	/* every seq below it is done */
 	uint64_t fh_pruned;		/* every seq below it is deleted */
+
+	pthread_mutex_t pins_lock;	/* protects pins (the list) */
+	struct journal_pin *pins;
 };
+
+struct journal_pin {
+	uint32_t idx;
+	_Atomic uint64_t offset;	/* UINT64_MAX: not an offset pin */
+	_Atomic uint64_t rev;		/* UINT64_MAX: not a revision pin */
+	struct journal_pin *prev, *next;
+};
+
+struct journal_snap {
+	struct journal *j;
+	struct device *d;
+	struct store_iter *it;		/* the consistent view */
+	uint64_t rev, len;
+};
+
+#define JOURNAL_SNAP_CHUNK	(64u << 10)
+#define JOURNAL_COMPACT_BATCH	10000
 
 struct journal_txn {
 	struct journal *j;
@@ -201,7 +224,7 @@ devrec_encode(const struct device *d, unsigned char *p)
 	keys_put_u64(q, atomic_load(&d->first)), q += 8;
 	keys_put_u64(q, atomic_load(&d->first_offset)), q += 8;
 	keys_put_u64(q, atomic_load(&d->snapshot_rev)), q += 8;
-	keys_put_u64(q, 0), q += 8;	/* reserved */
+	keys_put_u64(q, atomic_load(&d->snapshot_len)), q += 8;
 	*q++ = (unsigned char)srclen;
 	memcpy(q, d->source, srclen);
 	return (size_t)(q - p) + srclen;
@@ -220,6 +243,7 @@ devrec_decode(struct device *d, const unsigned char *p, size_t len)
 	atomic_store(&d->first, keys_get_u64(p + 21));
 	atomic_store(&d->first_offset, keys_get_u64(p + 29));
 	atomic_store(&d->snapshot_rev, keys_get_u64(p + 37));
+	atomic_store(&d->snapshot_len, keys_get_u64(p + 45));
 	srclen = p[53];
 	if (srclen > JOURNAL_NODE_MAX || len != 54 + srclen)
 		return -EPROTO;
@@ -236,6 +260,7 @@ device_new(const char *id, size_t len)
 	if (d == NULL)
 		return NULL;
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->meta_lock, NULL);
 	memcpy(d->id, id, len);
 	d->id[len] = '\0';
 	d->idlen = len;
@@ -247,6 +272,7 @@ device_free(struct device *d)
 {
 	if (d == NULL)
 		return;
+	pthread_mutex_destroy(&d->meta_lock);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
@@ -254,7 +280,9 @@ device_free(struct device *d)
 /*
  * Reads back head and end offset (and the first retained event) from the
  * event keys of d.  With no event retained, head is first - 1 and the end
- * is first_offset, as the device record says.
+ * is first_offset, as the device record says.  Keys below the recorded
+ * first offset are what a compaction cut short left behind; they are not
+ * part of the journal (the next compaction deletes them).
  */
 static int
 journal_load_bounds(struct journal *j, struct device *d, struct err *e)
@@ -268,7 +296,7 @@ journal_load_bounds(struct journal *j, struct device *d, struct err *e)
 
 	if ((it = store_iter_new(j->store, false)) == NULL)
 		return err_set(e, -ENOMEM, "out of memory");
-	keys_event(k, d->devno, 0, 0);
+	keys_event(k, d->devno, atomic_load(&d->first_offset), 0);
 	store_iter_seek(it, k, sizeof(k));
 	if (store_iter_valid(it)) {
 		key = store_iter_key(it, &klen);
@@ -395,6 +423,7 @@ journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 	pthread_mutex_init(&j->create_lock, NULL);
 	pthread_rwlock_init(&j->table_lock, NULL);
 	pthread_mutex_init(&j->fh_lock, NULL);
+	pthread_mutex_init(&j->pins_lock, NULL);
 	j->fh_next = 1;
 	atomic_store(&j->fh_watermark, 1);
 	if ((rc = store_open(&j->store, o->data_dir, o->cache_bytes, e)) < 0)
@@ -431,6 +460,7 @@ journal_close(struct journal *j)
 	free(j->fh_inflight);
 	store_close(j->store);
 	pthread_mutex_destroy(&j->fh_lock);
+	pthread_mutex_destroy(&j->pins_lock);
 	pthread_rwlock_destroy(&j->table_lock);
 	pthread_mutex_destroy(&j->create_lock);
 	free(j);
@@ -541,6 +571,7 @@ journal_info(struct journal *j, uint32_t idx, struct journal_info *out)
 	out->first = atomic_load(&d->first);
 	out->first_offset = atomic_load(&d->first_offset);
 	out->snapshot_rev = atomic_load(&d->snapshot_rev);
+	out->snapshot_len = atomic_load(&d->snapshot_len);
 	out->mtime_ns = atomic_load(&d->mtime_ns);
 }
 
@@ -563,6 +594,12 @@ uint64_t
 journal_first(struct journal *j, uint32_t idx)
 {
 	return atomic_load(&journal_dev(j, idx)->first);
+}
+
+uint64_t
+journal_first_offset(struct journal *j, uint32_t idx)
+{
+	return atomic_load(&journal_dev(j, idx)->first_offset);
 }
 
 uint64_t
@@ -740,6 +777,9 @@ journal_txn_commit(struct journal_txn *t, uint64_t *first_rev, struct err *e)
 		rc = store_write(j->store, t->batch, j->sync, e);
 		if (rc < 0) {
 			journal_fh_end(j, seq);
+			/* the watermark moved: commits behind it are readable */
+			if (seq != 0)
+				head = atomic_load(&d->head);
 			log_warnx("append failed: device %s, revisions %llu+%u: %s",
 			    d->id, (unsigned long long)t->first_rev, t->count,
 			    e ? e->msg : "store write");
@@ -914,22 +954,28 @@ journal_copy_parts(char *dst, size_t room, const char *const *part,
 }
 
 ssize_t
-journal_read(struct journal *j, uint32_t idx, uint64_t off, char *buf,
+journal_read(struct journal *j, uint32_t idx, uint64_t *offp, char *buf,
     size_t size, struct err *e)
 {
+	uint64_t off = *offp;
 	struct device *d = journal_dev(j, idx);
 	uint64_t end = atomic_load(&d->end_offset);
-	uint64_t first_off = atomic_load(&d->first_offset);
 	struct store_iter *it;
 	size_t done = 0, skip;
 	ssize_t s;
 
 	if (off >= end || size == 0)
 		return 0;
-	if (off < first_off)
-		off = first_off;
+	/*
+	 * The view is taken after end was read (so it holds every byte below
+	 * end) and before first_offset is (a compaction moves first_offset
+	 * before it deletes, so the view holds everything from it on).
+	 */
 	if ((it = store_iter_new(j->store, true)) == NULL)
 		return err_set(e, -ENOMEM, "out of memory");
+	if (off < atomic_load(&d->first_offset))
+		off = atomic_load(&d->first_offset);
+	*offp = off;
 	if ((s = journal_seek_offset(it, d, off)) < 0) {
 		s = err_set(e, -EIO, "device %s: no event at offset %llu",
 		    d->id, (unsigned long long)off);
@@ -962,8 +1008,7 @@ out:
 	return s;
 }
 
-/* journal_read_from() up to revision last (at most head). */
-static ssize_t
+ssize_t
 journal_read_range(struct journal *j, uint32_t idx, uint64_t *rev,
     size_t *skip, uint64_t last, bool tagged, char *buf, size_t size,
     struct err *e)
@@ -974,15 +1019,20 @@ journal_read_range(struct journal *j, uint32_t idx, uint64_t *rev,
 	size_t done = 0;
 	ssize_t rc;
 
-	if (*rev < atomic_load(&d->first))
-		return err_set(e, -ERANGE, "device %s: revision %llu is "
-		    "compacted", d->id, (unsigned long long)*rev);
 	if (last < head)
 		head = last;
 	if (*rev > head || size == 0)
-		return 0;
+		return *rev < atomic_load(&d->first) ? err_set(e, -ERANGE,
+		    "device %s: revision %llu is compacted", d->id,
+		    (unsigned long long)*rev) : 0;
+	/* as in journal_read: the view, then the first retained revision */
 	if ((it = store_iter_new(j->store, true)) == NULL)
 		return err_set(e, -ENOMEM, "out of memory");
+	if (*rev < atomic_load(&d->first)) {
+		store_iter_free(it);
+		return err_set(e, -ERANGE, "device %s: revision %llu is "
+		    "compacted", d->id, (unsigned long long)*rev);
+	}
 	if (journal_seek_rev(it, d, *rev) < 0) {
 		rc = err_set(e, -EIO, "device %s: revision %llu not found",
 		    d->id, (unsigned long long)*rev);
@@ -1054,6 +1104,12 @@ journal_firehose_close(struct journal *j)
 	pthread_mutex_unlock(&j->fh_lock);
 }
 
+uint64_t
+journal_firehose_watermark(struct journal *j)
+{
+	return atomic_load(&j->fh_watermark);
+}
+
 bool
 journal_firehose_ready(struct journal *j, const struct journal_fh_cursor *c)
 {
@@ -1089,7 +1145,8 @@ journal_firehose_read(struct journal *j, struct journal_fh_cursor *c,
 		count = keys_get_u32(v + 12);
 		last = first + count - 1;
 		if (idx >= atomic_load(&j->count))
-			return err_set(e, -EIO, "firehose: bad device");
+			return done ? (ssize_t)done :
+			    err_set(e, -EIO, "firehose: bad device");
 		if (c->rev < first)
 			c->rev = first;
 		/* compacted meanwhile: what is gone is skipped */
@@ -1158,4 +1215,412 @@ journal_firehose_prune(struct journal *j, uint64_t seq)
 	if (seq > j->fh_pruned)
 		j->fh_pruned = seq;
 	pthread_mutex_unlock(&j->fh_lock);
+}
+
+/* 'S' <devno u32> <chunk u32>: the snapshot payload in 64 KiB chunks. */
+static void
+journal_snap_key(unsigned char *k, uint32_t devno, uint32_t chunk)
+{
+	k[0] = 'S';
+	keys_put_u32(k + 1, devno);
+	keys_put_u32(k + 5, chunk);
+}
+
+/* Writes d's record into b.  Caller holds d->meta_lock. */
+static void
+journal_put_record(struct store_batch *b, const struct device *d)
+{
+	unsigned char key[KEYS_DEV_MAX], rec[DEVREC_MAX];
+
+	store_batch_put(b, key, keys_dev(key, d->id, d->idlen), rec,
+	    devrec_encode(d, rec));
+}
+
+int
+journal_snapshot_install(struct journal *j, uint32_t idx, uint64_t rev,
+    const char *data, size_t len, struct err *e)
+{
+	struct device *d = journal_dev(j, idx);
+	unsigned char k[9];
+	struct store_batch *b;
+	uint64_t old_len, old_rev;
+	uint32_t nchunks, old_chunks;
+	int rc;
+
+	if (len > JOURNAL_SNAPSHOT_MAX)
+		return err_set(e, -EFBIG, "snapshot of %zu bytes over the "
+		    "limit of %u", len, JOURNAL_SNAPSHOT_MAX);
+	if ((b = store_batch_new()) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	pthread_mutex_lock(&d->meta_lock);
+	old_rev = atomic_load(&d->snapshot_rev);
+	old_len = atomic_load(&d->snapshot_len);
+	if (rev > atomic_load(&d->head) || rev < old_rev) {
+		rc = err_set(e, -EINVAL, "device %s: snapshot at %llu: head is "
+		    "%llu, latest snapshot %llu", d->id,
+		    (unsigned long long)rev,
+		    (unsigned long long)atomic_load(&d->head),
+		    (unsigned long long)old_rev);
+		goto out;
+	}
+	nchunks = (uint32_t)((len + JOURNAL_SNAP_CHUNK - 1) / JOURNAL_SNAP_CHUNK);
+	old_chunks = (uint32_t)((old_len + JOURNAL_SNAP_CHUNK - 1) /
+	    JOURNAL_SNAP_CHUNK);
+	for (uint32_t c = 0; c < nchunks; c++) {
+		size_t off = (size_t)c * JOURNAL_SNAP_CHUNK;
+		size_t n = len - off < JOURNAL_SNAP_CHUNK ? len - off :
+		    JOURNAL_SNAP_CHUNK;
+
+		journal_snap_key(k, d->devno, c);
+		store_batch_put(b, k, sizeof(k), data + off, n);
+	}
+	for (uint32_t c = nchunks; c < old_chunks; c++) {
+		journal_snap_key(k, d->devno, c);
+		store_batch_delete(b, k, sizeof(k));
+	}
+	atomic_store(&d->snapshot_rev, rev);
+	atomic_store(&d->snapshot_len, len);
+	journal_put_record(b, d);
+	if ((rc = store_write(j->store, b, j->sync, e)) < 0) {
+		atomic_store(&d->snapshot_rev, old_rev);
+		atomic_store(&d->snapshot_len, old_len);
+		goto out;
+	}
+	log_info("snapshot installed: device %s, revision %llu, %zu bytes",
+	    d->id, (unsigned long long)rev, len);
+out:
+	pthread_mutex_unlock(&d->meta_lock);
+	store_batch_free(b);
+	return rc;
+}
+
+int
+journal_snap_open(struct journal *j, uint32_t idx, struct journal_snap **out,
+    struct err *e)
+{
+	struct device *d = journal_dev(j, idx);
+	struct journal_snap *s;
+	unsigned char key[KEYS_DEV_MAX];
+	size_t klen = keys_dev(key, d->id, d->idlen), vlen;
+	struct device rec;
+
+	*out = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->it = store_iter_new(j->store, true)) == NULL) {
+		free(s);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	s->j = j;
+	s->d = d;
+	/* the record as this view has it: rev and length match the chunks */
+	store_iter_seek(s->it, key, klen);
+	memset(&rec, 0, sizeof(rec));
+	if (store_iter_valid(s->it)) {
+		size_t kl;
+		const void *k = store_iter_key(s->it, &kl);
+		const void *v = store_iter_value(s->it, &vlen);
+
+		if (kl == klen && memcmp(k, key, klen) == 0 &&
+		    devrec_decode(&rec, v, vlen) == 0) {
+			s->rev = atomic_load(&rec.snapshot_rev);
+			s->len = atomic_load(&rec.snapshot_len);
+		}
+	}
+	*out = s;
+	return 0;
+}
+
+void
+journal_snap_close(struct journal_snap *s)
+{
+	if (s == NULL)
+		return;
+	store_iter_free(s->it);
+	free(s);
+}
+
+uint64_t
+journal_snap_rev(const struct journal_snap *s)
+{
+	return s->rev;
+}
+
+uint64_t
+journal_snap_len(const struct journal_snap *s)
+{
+	return s->len;
+}
+
+ssize_t
+journal_snap_read(struct journal_snap *s, uint64_t off, char *buf,
+    size_t size, struct err *e)
+{
+	unsigned char k[9];
+	size_t done = 0;
+
+	while (done < size && off < s->len) {
+		uint32_t c = (uint32_t)(off / JOURNAL_SNAP_CHUNK);
+		size_t in = (size_t)(off % JOURNAL_SNAP_CHUNK), klen, vlen, n;
+		const void *key;
+		const char *v;
+
+		journal_snap_key(k, s->d->devno, c);
+		store_iter_seek(s->it, k, sizeof(k));
+		if (!store_iter_valid(s->it))
+			break;
+		key = store_iter_key(s->it, &klen);
+		if (klen != sizeof(k) || memcmp(key, k, sizeof(k)) != 0)
+			break;
+		v = store_iter_value(s->it, &vlen);
+		if (in >= vlen)
+			break;
+		n = vlen - in < size - done ? vlen - in : size - done;
+		memcpy(buf + done, v + in, n);
+		done += n;
+		off += n;
+	}
+	if (done < size && off < s->len)
+		return err_set(e, -EIO, "device %s: snapshot chunk missing at "
+		    "%llu", s->d->id, (unsigned long long)off);
+	return (ssize_t)done;
+}
+
+struct journal_pin *
+journal_pin_new(struct journal *j, uint32_t idx)
+{
+	struct journal_pin *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->idx = idx;
+	atomic_store(&p->offset, UINT64_MAX);
+	atomic_store(&p->rev, UINT64_MAX);
+	pthread_mutex_lock(&j->pins_lock);
+	p->next = j->pins;
+	if (j->pins != NULL)
+		j->pins->prev = p;
+	j->pins = p;
+	pthread_mutex_unlock(&j->pins_lock);
+	return p;
+}
+
+void
+journal_pin_offset(struct journal_pin *p, uint64_t offset)
+{
+	atomic_store(&p->offset, offset);
+}
+
+void
+journal_pin_rev(struct journal_pin *p, uint64_t rev)
+{
+	atomic_store(&p->rev, rev);
+}
+
+void
+journal_pin_free(struct journal *j, struct journal_pin *p)
+{
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&j->pins_lock);
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		j->pins = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+	pthread_mutex_unlock(&j->pins_lock);
+	free(p);
+}
+
+/* The lowest offset and revision pinned on idx (UINT64_MAX: none). */
+static void
+journal_pins_low(struct journal *j, uint32_t idx, uint64_t *off, uint64_t *rev)
+{
+	*off = UINT64_MAX;
+	*rev = UINT64_MAX;
+	pthread_mutex_lock(&j->pins_lock);
+	for (struct journal_pin *p = j->pins; p != NULL; p = p->next) {
+		uint64_t o = atomic_load(&p->offset), r = atomic_load(&p->rev);
+
+		if (p->idx != idx)
+			continue;
+		if (o < *off)
+			*off = o;
+		if (r < *rev)
+			*rev = r;
+	}
+	pthread_mutex_unlock(&j->pins_lock);
+}
+
+/*
+ * Deletes the event and index keys of d below (rev, offset), in batches
+ * of JOURNAL_COMPACT_BATCH, holding no lock: appenders never touch them,
+ * and readers no longer look below the first retained event.
+ */
+static int
+journal_delete_below(struct journal *j, struct device *d, uint64_t rev,
+    uint64_t offset, struct err *e)
+{
+	unsigned char k[KEYS_EVENT_LEN], lim[KEYS_EVENT_LEN];
+	struct store_batch *b;
+	struct store_iter *it;
+	uint64_t o, r;
+	int n = 0, rc = 0;
+
+	if ((b = store_batch_new()) == NULL ||
+	    (it = store_iter_new(j->store, false)) == NULL) {
+		store_batch_free(b);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	keys_event(k, d->devno, 0, 0);
+	for (store_iter_seek(it, k, sizeof(k)); store_iter_valid(it) && rc == 0;
+	    store_iter_next(it)) {
+		size_t klen;
+		const void *key = store_iter_key(it, &klen);
+
+		if (!keys_event_parse(key, klen, d->devno, &o, &r) ||
+		    o >= offset)
+			break;
+		store_batch_delete(b, key, klen);
+		if (++n == JOURNAL_COMPACT_BATCH) {
+			rc = store_write(j->store, b, false, e);
+			store_batch_clear(b);
+			n = 0;
+		}
+	}
+	keys_rev(k, d->devno, 0);
+	for (store_iter_seek(it, k, KEYS_REV_LEN); store_iter_valid(it) &&
+	    rc == 0; store_iter_next(it)) {
+		size_t klen;
+		const void *key = store_iter_key(it, &klen);
+
+		if (!keys_rev_parse(key, klen, d->devno, &r) || r >= rev)
+			break;
+		store_batch_delete(b, key, klen);
+		if (++n == JOURNAL_COMPACT_BATCH) {
+			rc = store_write(j->store, b, false, e);
+			store_batch_clear(b);
+			n = 0;
+		}
+	}
+	if (rc == 0 && n > 0)
+		rc = store_write(j->store, b, false, e);
+	if (rc == 0)
+		rc = store_iter_status(it, e);
+	store_iter_free(it);
+	store_batch_free(b);
+	if (rc == 0) {
+		/* give the space back: compact what was deleted */
+		keys_event(k, d->devno, 0, 0);
+		keys_event(lim, d->devno, offset, 0);
+		store_compact(j->store, k, sizeof(k), lim, sizeof(lim));
+	}
+	return rc;
+}
+
+/* After a failed record write: the offset of the first retained event. */
+static uint64_t
+journal_first_offset_of(struct journal *j, struct device *d)
+{
+	unsigned char k[KEYS_EVENT_LEN];
+	struct store_iter *it = store_iter_new(j->store, false);
+	uint64_t off = atomic_load(&d->end_offset), rev;
+	size_t klen;
+
+	if (it == NULL)
+		return off;
+	keys_event(k, d->devno, 0, 0);
+	store_iter_seek(it, k, sizeof(k));
+	for (; store_iter_valid(it); store_iter_next(it)) {
+		if (!keys_event_parse(store_iter_key(it, &klen), klen, d->devno,
+		    &off, &rev)) {
+			off = atomic_load(&d->end_offset);
+			break;
+		}
+		if (rev >= atomic_load(&d->first))
+			break;
+	}
+	store_iter_free(it);
+	return off;
+}
+
+int64_t
+journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
+{
+	struct device *d = journal_dev(j, idx);
+	uint64_t first, target, pin_off, pin_rev, offset;
+	struct store_batch *b = NULL;
+	struct store_iter *it = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&d->meta_lock);
+	first = atomic_load(&d->first);
+	target = want;
+	if (target > atomic_load(&d->snapshot_rev) + 1)
+		target = atomic_load(&d->snapshot_rev) + 1;
+	if (target > atomic_load(&d->head) + 1)
+		target = atomic_load(&d->head) + 1;
+	journal_pins_low(j, idx, &pin_off, &pin_rev);
+	if (target > pin_rev)
+		target = pin_rev;
+	if (target <= first)
+		goto out;
+	if ((it = store_iter_new(j->store, false)) == NULL) {
+		rc = err_set(e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/* an offset pin holds the event it is inside of */
+	if (pin_off < atomic_load(&d->end_offset)) {
+		size_t klen;
+		uint64_t o, r;
+
+		if (journal_seek_offset(it, d, pin_off) < 0 ||
+		    !keys_event_parse(store_iter_key(it, &klen), klen, d->devno,
+		    &o, &r)) {
+			rc = err_set(e, -EIO, "device %s: no event at offset "
+			    "%llu", d->id, (unsigned long long)pin_off);
+			goto out;
+		}
+		if (target > r)
+			target = r;
+		if (target <= first)
+			goto out;
+	}
+	if (target == atomic_load(&d->head) + 1) {
+		offset = atomic_load(&d->end_offset);
+	} else {
+		size_t klen;
+		uint64_t r;
+
+		if (journal_seek_rev(it, d, target) < 0 ||
+		    !keys_event_parse(store_iter_key(it, &klen), klen, d->devno,
+		    &offset, &r)) {
+			rc = err_set(e, -EIO, "device %s: revision %llu not found",
+			    d->id, (unsigned long long)target);
+			goto out;
+		}
+	}
+	if ((b = store_batch_new()) == NULL) {
+		rc = err_set(e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/* readers stop looking below offset before anything is deleted */
+	atomic_store(&d->first_offset, offset);
+	atomic_store(&d->first, target);
+	journal_put_record(b, d);
+	if ((rc = store_write(j->store, b, j->sync, e)) < 0) {
+		atomic_store(&d->first, first);
+		atomic_store(&d->first_offset, journal_first_offset_of(j, d));
+		goto out;
+	}
+	log_info("compacted: device %s, first retained revision %llu "
+	    "(offset %llu)", d->id, (unsigned long long)target,
+	    (unsigned long long)offset);
+out:
+	pthread_mutex_unlock(&d->meta_lock);
+	store_iter_free(it);
+	store_batch_free(b);
+	if (rc == 0 && target > first)
+		rc = journal_delete_below(j, d, target, offset, e);
+	return rc < 0 ? rc : (int64_t)atomic_load(&d->first);
 }

@@ -53,6 +53,7 @@ struct journal_info {
 	uint64_t first_offset;		/* offset of the first retained event */
 	uint64_t end_offset;		/* offset of the end: the file's size */
 	uint64_t snapshot_rev;		/* revision the latest snapshot covers */
+	uint64_t snapshot_len;		/* bytes of its payload */
 	bool local;			/* this node is the source */
 };
 
@@ -106,6 +107,8 @@ uint64_t journal_head(struct journal *j, uint32_t idx);
 /* The first retained revision of device idx (lock-free). */
 uint64_t journal_first(struct journal *j, uint32_t idx);
 
+/* The offset of the first retained event of device idx (lock-free). */
+uint64_t journal_first_offset(struct journal *j, uint32_t idx);
 /* The offset of the end of device idx's journal (lock-free). */
 uint64_t journal_end_offset(struct journal *j, uint32_t idx);
 /* Whether this node is the source of device idx. */
@@ -150,11 +153,12 @@ int journal_sync(struct journal *j, struct err *e);
 
 /*
  * Reads the `events` file of device idx: copies up to size bytes starting
- * at byte offset off into buf.  An offset below the first retained event
- * reads from the first retained event.  Returns the number of bytes, 0 at
- * or past the end, or -EIO.
+ * at byte offset *off into buf.  An offset below the first retained event
+ * reads from the first retained event, and *off says where the bytes
+ * really start.  Returns the number of bytes, 0 at or past the end, or
+ * -EIO.
  */
-ssize_t journal_read(struct journal *j, uint32_t idx, uint64_t off,
+ssize_t journal_read(struct journal *j, uint32_t idx, uint64_t *off,
     char *buf, size_t size, struct err *e);
 
 /*
@@ -168,6 +172,58 @@ ssize_t journal_read(struct journal *j, uint32_t idx, uint64_t off,
  */
 ssize_t journal_read_from(struct journal *j, uint32_t idx, uint64_t *rev,
     size_t *skip, bool tagged, char *buf, size_t size, struct err *e);
+
+/* journal_read_from(), reading no revision above last. */
+ssize_t journal_read_range(struct journal *j, uint32_t idx, uint64_t *rev,
+    size_t *skip, uint64_t last, bool tagged, char *buf, size_t size,
+    struct err *e);
+
+/*
+ * Snapshots.  A device's latest snapshot is a payload of at most
+ * JOURNAL_SNAPSHOT_MAX bytes covering revisions 1..rev.  Installing one
+ * writes it and the device record in one batch; it never goes backwards.
+ * Returns 0, -EINVAL (rev above head, or below the current snapshot),
+ * -EFBIG, -EIO.  Blocks on the store; does not stop appenders.
+ */
+#define JOURNAL_SNAPSHOT_MAX	(64u << 20)
+int journal_snapshot_install(struct journal *j, uint32_t idx, uint64_t rev,
+    const char *data, size_t len, struct err *e);
+
+/* A consistent view of one device's snapshot, for one reader. */
+struct journal_snap;
+int journal_snap_open(struct journal *j, uint32_t idx,
+    struct journal_snap **out, struct err *e);
+void journal_snap_close(struct journal_snap *s);
+uint64_t journal_snap_rev(const struct journal_snap *s);
+uint64_t journal_snap_len(const struct journal_snap *s);
+/* Copies up to size bytes of the payload from off; 0 at the end. */
+ssize_t journal_snap_read(struct journal_snap *s, uint64_t off, char *buf,
+    size_t size, struct err *e);
+
+/*
+ * Pins: what open readers still need.  A reader of `events` pins the byte
+ * offset it has read up to, a live pipe the next revision; compaction never
+ * deletes an event at or after a pin of its device.  Positions only move
+ * forward: a pin is where its reader last was.  journal_pin_new() returns
+ * NULL on ENOMEM; a new pin holds nothing until it is set.
+ */
+struct journal_pin;
+struct journal_pin *journal_pin_new(struct journal *j, uint32_t idx);
+void journal_pin_offset(struct journal_pin *p, uint64_t offset);
+void journal_pin_rev(struct journal_pin *p, uint64_t rev);
+void journal_pin_free(struct journal *j, struct journal_pin *p);
+
+/*
+ * Compaction: deletes the events of device idx below revision first,
+ * keeping the offsets of the rest, never past its snapshot (snapshot + 1)
+ * and never an event a pin holds.  The first retained revision moves at
+ * once; the keys are then deleted in batches that never hold the append
+ * lock, and the range is compacted on disk.  Returns the first retained
+ * revision after the call, or a negative errno.  Blocks: call it off the
+ * FUSE threads.
+ */
+int64_t journal_compact(struct journal *j, uint32_t idx, uint64_t first,
+    struct err *e);
 
 /*
  * The firehose: every device's events in commit order, for `.live`.
@@ -190,6 +246,8 @@ struct journal_fh_cursor {
 void journal_firehose_open(struct journal *j, struct journal_fh_cursor *c);
 /* Unregisters a reader. */
 void journal_firehose_close(struct journal *j);
+/* Every commit below the returned seq is complete. */
+uint64_t journal_firehose_watermark(struct journal *j);
 /* Whether a commit at or after c is complete and can be read. */
 bool journal_firehose_ready(struct journal *j,
     const struct journal_fh_cursor *c);

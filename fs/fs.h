@@ -29,11 +29,13 @@ struct fs_metrics {
 
 struct handle;
 struct pipes;
+struct snapshotter;
 
 struct odofs {
 	struct journal *journal;
 	const struct config *cfg;
 	struct pipes *pipes;			/* live pipes */
+	struct snapshotter *snapshots;		/* automatic snapshots, compaction */
 	bool test_hooks;			/* ODOFS_TEST_HOOKS=1: .inject */
 	bool events_page_cache;			/* ODOFS_EVENTS_PAGE_CACHE=1 */
 	time_t started;				/* CLOCK_REALTIME seconds */

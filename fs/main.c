@@ -29,6 +29,7 @@
 #include "listen.h"
 #include "log.h"
 #include "pipes.h"
+#include "snapshot.h"
 
 #define MAIN_CACHE_BYTES	(8u << 20)
 #define MAIN_MAX_THREADS	8
@@ -346,6 +347,16 @@ main_detach_stdio(const struct config *cfg)
 	}
 }
 
+/* Core's commit hook: wake the live pipes and the snapshot policy. */
+static void
+main_on_commit(void *arg, uint32_t idx, uint64_t head)
+{
+	struct odofs *o = arg;
+
+	pipes_notify(o->pipes, idx, head);
+	snapshot_notify(o->snapshots, idx, head);
+}
+
 static bool
 main_env_flag(const char *name)
 {
@@ -408,7 +419,23 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
 		goto out;
 	}
-	journal_set_notify(o.journal, pipes_notify, o.pipes);
+	{
+		struct snapshot_opts so = {
+			.every_events = cfg->snapshot_every_events,
+			.every_seconds = cfg->snapshot_every_seconds,
+			.command = cfg->snapshot_command,
+			.timeout_seconds = cfg->snapshot_timeout_seconds,
+			.compact = cfg->snapshot_compact,
+			.keep_events = cfg->snapshot_keep_events,
+			.tmp_dir = cfg->data_dir,
+		};
+
+		if (snapshot_start(&o.snapshots, o.journal, &so, &e) < 0) {
+			snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
+			goto out;
+		}
+	}
+	journal_set_notify(o.journal, main_on_commit, &o);
 	if (fuse_set_signal_handlers(se) != 0) {
 		snprintf(line, sizeof(line), "odofs: cannot set signal handlers\n");
 		goto out;
@@ -446,6 +473,7 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out:
 	ops_release_all(&o);
+	snapshot_stop(o.snapshots);
 	pipes_free(o.pipes);
 	if (se != NULL)
 		fuse_session_destroy(se);

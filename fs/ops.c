@@ -29,6 +29,7 @@
 #include "lines.h"
 #include "log.h"
 #include "pipes.h"
+#include "snapshot.h"
 #include "tree.h"
 
 #define OPS_DIR_TIMEOUT		60.0	/* names and dirs never change */
@@ -60,6 +61,15 @@ struct handle {
 	unsigned long long refused_hash;
 	struct buf text;		/* rendered content (generated files) */
 	struct pipe *pipe;		/* live, from/<rev>, .live */
+	/* readers of events: see ops_read_events(); under lock */
+	struct journal_pin *pin;	/* keeps what is not read yet */
+	uint64_t shift;			/* real offset - kernel offset */
+	uint64_t expect;		/* kernel offset of a continuing read */
+	/* snapshot */
+	struct journal_snap *snap;	/* readers: the view taken at open */
+	bool snap_writer;		/* writers: install at release */
+	uint64_t snap_rev;		/* the head at open: what it covers */
+	struct buf snapbuf;		/* the payload written so far */
 	struct handle *prev, *next;	/* o->handles; under o->handles_lock */
 };
 
@@ -124,6 +134,7 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 		break;
 	case TREE_DEV:
 	case TREE_EVENTS:
+	case TREE_SNAPSHOT:
 	case TREE_INFO:
 	case TREE_LIVE:
 	case TREE_FROM:
@@ -135,6 +146,9 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 			st->st_mode = S_IFDIR | (n->kind == TREE_DEV ? 0755 : 0555);
 			st->st_nlink = 2;
 			timeout = OPS_DIR_TIMEOUT;
+		} else if (n->kind == TREE_SNAPSHOT) {
+			st->st_mode = S_IFREG | (in.local ? 0644 : 0444);
+			st->st_size = (off_t)in.snapshot_len;
 		} else if (n->kind != TREE_EVENTS) {
 			/* info, live pipes: size 0, read to the end */
 			st->st_mode = S_IFREG | 0444;
@@ -350,6 +364,7 @@ handle_new(struct odofs *o, enum tree_kind kind, uint32_t dev)
 	h->dev = dev;
 	buf_init(&h->pending, o->cfg->max_event_bytes);
 	buf_init(&h->text, OPS_TEXT_MAX);
+	buf_init(&h->snapbuf, JOURNAL_SNAPSHOT_MAX);
 	pthread_mutex_lock(&o->handles_lock);
 	h->next = o->handles;
 	if (o->handles != NULL)
@@ -372,8 +387,11 @@ handle_free(struct odofs *o, struct handle *h)
 	pthread_mutex_unlock(&o->handles_lock);
 	if (h->pipe != NULL)
 		pipes_close(o->pipes, h->pipe);
+	journal_pin_free(o->journal, h->pin);
+	journal_snap_close(h->snap);
 	buf_release(&h->pending);
 	buf_release(&h->text);
+	buf_release(&h->snapbuf);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -413,6 +431,23 @@ ops_open_events(struct odofs *o, const struct tree_node *n, int flags)
 	return 0;
 }
 
+/*
+ * snapshot: read by anyone; on the source, written by replacing it whole
+ * ("cat state > snapshot": O_TRUNC, no O_APPEND, write-only).
+ */
+static int
+ops_open_snapshot(struct odofs *o, const struct tree_node *n, int flags)
+{
+	if ((flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC))
+		return 0;
+	if (!journal_is_local(o->journal, n->dev))
+		return -EROFS;
+	if ((flags & O_ACCMODE) != O_WRONLY || !(flags & O_TRUNC) ||
+	    (flags & O_APPEND))
+		return -EPERM;
+	return 0;
+}
+
 static void
 ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -427,6 +462,8 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return ops_reply_err(req, -EISDIR);
 	if (n.kind == TREE_EVENTS)
 		rc = ops_open_events(o, &n, fi->flags);
+	else if (n.kind == TREE_SNAPSHOT)
+		rc = ops_open_snapshot(o, &n, fi->flags);
 	else if (n.kind == TREE_INJECT)
 		rc = (fi->flags & O_ACCMODE) == O_WRONLY ? 0 : -EACCES;
 	else
@@ -440,6 +477,25 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return ops_reply_err(req, -ENOMEM);
 	switch (n.kind) {
 	case TREE_EVENTS:
+		/* a reader keeps what it has not read yet from compaction */
+		if ((fi->flags & O_ACCMODE) != O_WRONLY) {
+			h->pin = journal_pin_new(o->journal, n.dev);
+			if (h->pin == NULL)
+				rc = -ENOMEM;
+			else
+				journal_pin_offset(h->pin, 0);
+		}
+		break;
+	case TREE_SNAPSHOT:
+		if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+			struct err e;
+
+			rc = journal_snap_open(o->journal, n.dev, &h->snap, &e);
+		} else {
+			h->snap_writer = true;
+			h->snap_rev = journal_head(o->journal, n.dev);
+		}
+		break;
 	case TREE_INJECT:
 		break;
 	case TREE_LIVE:
@@ -483,6 +539,38 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		handle_free(o, h);	/* interrupted: no release will come */
 }
 
+/*
+ * Reads `events` for one open file.  Offsets are exact, except that a read
+ * starting below the first retained event (after a compaction) is served
+ * from that event on, so `cat events` prints exactly the retained events:
+ * the handle then remembers the shift between the kernel's file position
+ * and the real offset, and applies it to the read that continues where
+ * the last one ended.  Any other read is exact again.  The handle's pin
+ * follows the end of its last read: what it has not read yet is kept.
+ */
+static ssize_t
+ops_read_events(struct odofs *o, struct handle *h, uint64_t off, char *buf,
+    size_t size, struct err *e)
+{
+	uint64_t real;
+	ssize_t n;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->shift > 0 && off == h->expect)
+		real = off + h->shift;
+	else
+		real = off;
+	n = journal_read(o->journal, h->dev, &real, buf, size, e);
+	if (n >= 0) {
+		h->shift = real - off;
+		h->expect = off + (uint64_t)n;
+		if (h->pin != NULL)
+			journal_pin_offset(h->pin, real + (uint64_t)n);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
 static void
 ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fuse_file_info *fi)
@@ -507,16 +595,19 @@ ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if ((buf = malloc(size ? size : 1)) == NULL)
 		return ops_reply_err(req, -ENOMEM);
-	if (h->kind != TREE_EVENTS) {
-		size_t len = h->text.len;
+	err_clear(&e);
+	if (h->kind == TREE_EVENTS) {
+		n = ops_read_events(o, h, (uint64_t)off, buf, size, &e);
+	} else if (h->snap != NULL) {
+		n = journal_snap_read(h->snap, (uint64_t)off, buf, size, &e);
+	} else {
+		struct buf *t = h->snap_writer ? &h->snapbuf : &h->text;
+		size_t len = t->len;
 		size_t start = (uint64_t)off < len ? (size_t)off : len;
 
 		n = (ssize_t)(len - start < size ? len - start : size);
 		if (n > 0)
-			memcpy(buf, h->text.data + start, (size_t)n);
-	} else {
-		n = journal_read(o->journal, h->dev, (uint64_t)off, buf, size,
-		    &e);
+			memcpy(buf, t->data + start, (size_t)n);
 	}
 	if (n < 0) {
 		log_warnx("read failed: %s", e.msg);
@@ -580,17 +671,27 @@ ops_append(struct odofs *o, struct handle *h, const char *data, size_t size)
 	rc = lines_plan(h->pending.len, data, size, o->cfg->max_event_bytes,
 	    &plan);
 	if (rc < 0) {
-		/* the over-long line is refused whole: drop what it began */
-		buf_reset(&h->pending);
-		if (plan.bad == LINES_BAD_TAIL) {
-			h->refuse = REFUSE_LINE;
-		} else if (plan.bad == LINES_BAD_FIRST) {
+		/*
+		 * The write is refused whole.  When the over-long line began
+		 * in bytes accepted before, those go too, and what may still
+		 * come of the line is refused as well.
+		 */
+		if (plan.bad == LINES_BAD_FIRST) {
+			buf_reset(&h->pending);
 			h->refuse = REFUSE_RETRY;
 			h->refused_len = plan.first_len + 1;
 			h->refused_hash = lines_hash(data, h->refused_len);
+		} else if (plan.bad == LINES_BAD_TAIL && plan.events == 0 &&
+		    old_pending > 0) {
+			buf_reset(&h->pending);
+			h->refuse = REFUSE_LINE;
 		}
 		return rc;
 	}
+	/* room for what stays pending, so nothing fails after the commit */
+	if ((rc = buf_ensure(&h->pending, plan.tail > old_pending + plan.first_len ?
+	    plan.tail : old_pending + plan.first_len)) < 0)
+		return rc == -E2BIG ? -EFBIG : rc;
 	if (plan.events > 0) {
 		if ((rc = journal_txn_begin(o->journal, h->dev, &t, &e)) < 0)
 			return rc;
@@ -655,6 +756,29 @@ ops_inject(struct odofs *o, const char *data, size_t size)
 	return 0;
 }
 
+/* Writes into a snapshot being replaced, like a regular file. */
+static int
+ops_write_snapshot(struct handle *h, const char *data, size_t size,
+    uint64_t off)
+{
+	struct buf *b = &h->snapbuf;
+	int rc;
+
+	if (off > JOURNAL_SNAPSHOT_MAX || size > JOURNAL_SNAPSHOT_MAX - off)
+		return -EFBIG;
+	if ((rc = buf_ensure(b, (size_t)off + size)) < 0)
+		return rc == -E2BIG ? -EFBIG : rc;
+	if (off > b->len) {		/* a hole reads as zeros */
+		memset(b->data + b->len, 0, (size_t)off - b->len);
+		b->len = (size_t)off;
+	}
+	memcpy(b->data + off, data, size);
+	if (off + size > b->len)
+		b->len = (size_t)(off + size);
+	b->data[b->len] = '\0';
+	return 0;
+}
+
 static void
 ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
     off_t off, struct fuse_file_info *fi)
@@ -670,6 +794,14 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 			return ops_reply_err(req, rc);
 		return (void)fuse_reply_write(req, size);
 	}
+	if (h->snap_writer) {
+		pthread_mutex_lock(&h->lock);
+		rc = ops_write_snapshot(h, data, size, (uint64_t)off);
+		pthread_mutex_unlock(&h->lock);
+		if (rc < 0)
+			return ops_reply_err(req, rc);
+		return (void)fuse_reply_write(req, size);
+	}
 	if (h->kind != TREE_EVENTS)
 		return ops_reply_err(req, -EBADF);
 	pthread_mutex_lock(&h->lock);
@@ -682,21 +814,17 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 	fuse_reply_write(req, size);
 }
 
+/*
+ * flush comes at every close() of every descriptor sharing the open file
+ * (a child closing an inherited one too), so it commits nothing: the
+ * partial line and a replaced snapshot wait for the release, the close of
+ * the open file itself (SPEC §4).
+ */
 static void
 ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct odofs *o = ops_ctx(req);
-	struct handle *h = ops_handle(fi);
-	int rc = 0;
-
 	(void)ino;
-	if (h->kind == TREE_EVENTS) {
-		pthread_mutex_lock(&h->lock);
-		rc = ops_commit_pending(o, h);
-		pthread_mutex_unlock(&h->lock);
-	}
-	if (rc < 0)
-		return ops_reply_err(req, rc);
+	(void)fi;
 	fuse_reply_err(req, 0);
 }
 
@@ -714,6 +842,17 @@ ops_close(struct odofs *o, struct handle *h)
 			log_warnx("partial line lost at close: %s: %s",
 			    journal_id(o->journal, h->dev, &(size_t){0}),
 			    strerror(-rc));
+	}
+	if (h->snap_writer) {
+		struct err e;
+
+		err_clear(&e);
+		rc = journal_snapshot_install(o->journal, h->dev, h->snap_rev,
+		    h->snapbuf.data ? h->snapbuf.data : "", h->snapbuf.len, &e);
+		if (rc < 0)
+			log_warnx("snapshot not installed: %s", e.msg);
+		else
+			snapshot_installed(o->snapshots, h->dev);
 	}
 	handle_free(o, h);
 }

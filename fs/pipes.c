@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -49,6 +50,8 @@ struct pipe {
 	size_t skip;			/* PIPE_DEVICE: bytes of it given */
 	struct journal_fh_cursor fh;	/* PIPE_FIREHOSE */
 	fuse_req_t parking;		/* interrupt callback being registered */
+	bool parking_intr;		/* ... and it was interrupted */
+	struct journal_pin *pin;	/* PIPE_DEVICE: keeps rev from compaction */
 	fuse_req_t req;			/* parked, deliverable */
 	size_t want;			/* its size */
 	struct fuse_pollhandle *ph;	/* newest poll handle */
@@ -66,6 +69,15 @@ struct pipes {
 	struct pipe *pipes;
 	_Atomic uint64_t open, parked, delivered;
 };
+
+static uint64_t
+pipes_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void
 pipes_kick(struct pipes *p)
@@ -115,41 +127,53 @@ pipe_fill(struct pipes *p, struct pipe *s, char *buf, size_t size)
 	return n;
 }
 
-/* Answers req with what s has (caller holds s->lock); false if nothing. */
-static bool
-pipe_answer(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
-    bool sync_interrupt)
+/*
+ * Takes what s's cursor has, up to size bytes, into a new buffer: *out and
+ * the count, 0 when nothing, or a negative errno (*out NULL).  Caller holds
+ * s->lock; the reply is sent after it is released (a reply lets the reader
+ * close, and a release may free s).
+ */
+static ssize_t
+pipe_take(struct pipes *p, struct pipe *s, size_t size, char **out)
 {
 	char *buf;
 	ssize_t n;
 
+	*out = NULL;
 	if (size > PIPES_MAX_READ)
 		size = PIPES_MAX_READ;
-	if ((buf = malloc(size ? size : 1)) == NULL) {
-		if (sync_interrupt)
-			fuse_req_interrupt_func(req, NULL, NULL);
-		fuse_reply_err(req, ENOMEM);
-		return true;
-	}
+	if ((buf = malloc(size ? size : 1)) == NULL)
+		return -ENOMEM;
 	n = pipe_fill(p, s, buf, size);
-	if (n == 0) {
+	if (n <= 0) {
 		free(buf);
-		return false;
+		return n;
 	}
-	if (sync_interrupt) {
-		/* s->req is already cleared: a running callback finds nothing */
-		pthread_mutex_unlock(&s->lock);
-		fuse_req_interrupt_func(req, NULL, NULL);
-		pthread_mutex_lock(&s->lock);
-	}
+	if (s->pin != NULL)
+		journal_pin_rev(s->pin, s->rev);
+	*out = buf;
+	return n;
+}
+
+/* Answers req with what pipe_take() gave, and frees it. */
+static void
+pipe_reply(fuse_req_t req, char *buf, ssize_t n)
+{
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
-	return true;
 }
 
+/*
+ * The interrupt callback.  libfuse runs it under req's own lock, either
+ * from the thread that received FUSE_INTERRUPT (holding a reference on
+ * req) or synchronously inside fuse_req_interrupt_func() when the
+ * interrupt came first.  In the second case answering here would free req
+ * under libfuse's feet, so a request still being parked is only flagged,
+ * and pipes_read() answers it.
+ */
 static void
 pipe_interrupt(fuse_req_t req, void *arg)
 {
@@ -159,10 +183,11 @@ pipe_interrupt(fuse_req_t req, void *arg)
 	if (s->req == req) {
 		s->req = NULL;
 		atomic_fetch_sub(&s->owner->parked, 1);
-	} else if (s->parking == req)
-		s->parking = NULL;
-	else
+	} else {
+		if (s->parking == req)
+			s->parking_intr = true;
 		req = NULL;
+	}
 	pthread_mutex_unlock(&s->lock);
 	/* s may be freed as soon as the reply is out: touch it no more */
 	if (req != NULL)
@@ -173,6 +198,10 @@ void
 pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
     bool nonblock)
 {
+	bool intr;
+	char *buf;
+	ssize_t n;
+
 	pthread_mutex_lock(&s->lock);
 	if (atomic_load(&p->stopping)) {
 		pthread_mutex_unlock(&s->lock);
@@ -185,16 +214,16 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 		fuse_reply_err(req, EAGAIN);
 		return;
 	}
-	if (pipe_answer(p, s, req, size, false)) {
+	n = pipe_take(p, s, size, &buf);
+	if (n != 0 || nonblock) {
 		pthread_mutex_unlock(&s->lock);
-		return;
-	}
-	if (nonblock) {
-		pthread_mutex_unlock(&s->lock);
-		fuse_reply_err(req, EAGAIN);
+		if (n == 0)
+			n = -EAGAIN;
+		pipe_reply(req, buf, n);
 		return;
 	}
 	s->parking = req;
+	s->parking_intr = false;
 	s->want = size;
 	pthread_mutex_unlock(&s->lock);
 
@@ -202,12 +231,17 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 	fuse_req_interrupt_func(req, pipe_interrupt, s);
 
 	pthread_mutex_lock(&s->lock);
-	if (s->parking == req) {
-		s->parking = NULL;
+	s->parking = NULL;
+	intr = s->parking_intr;
+	if (!intr) {
 		s->req = req;
 		atomic_fetch_add(&p->parked, 1);
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (intr) {
+		fuse_reply_err(req, EINTR);
+		return;
+	}
 	/* an append may have come meanwhile: let the delivery thread look */
 	pipes_kick(p);
 }
@@ -236,49 +270,59 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
 		pipes_kick(p);
 }
 
-/* Delivers what s can take.  Caller holds p->lock; takes s->lock. */
+/*
+ * Delivers what s can take.  Caller holds p->lock (so s cannot be freed
+ * under us); takes s->lock, and replies with neither s->lock held nor a
+ * callback still running on the request.
+ */
 static void
 pipe_deliver(struct pipes *p, struct pipe *s, bool eof)
 {
 	struct fuse_pollhandle *ph = NULL;
-	fuse_req_t req;
+	fuse_req_t req = NULL;
+	char *buf = NULL;
+	ssize_t n = 0;
 
 	pthread_mutex_lock(&s->lock);
 	if (s->req != NULL && (eof || pipe_ready(p, s))) {
-		req = s->req;
-		s->req = NULL;
-		atomic_fetch_sub(&p->parked, 1);
-		if (eof) {
-			pthread_mutex_unlock(&s->lock);
-			fuse_req_interrupt_func(req, NULL, NULL);
-			fuse_reply_buf(req, NULL, 0);
-			pthread_mutex_lock(&s->lock);
-		} else if (pipe_answer(p, s, req, s->want, true)) {
-			atomic_fetch_add(&p->delivered, 1);
-		} else {
-			/* ready but empty (a failed commit): park again */
-			s->req = req;
-			atomic_fetch_add(&p->parked, 1);
+		n = eof ? 0 : pipe_take(p, s, s->want, &buf);
+		if (n != 0 || eof) {
+			req = s->req;
+			s->req = NULL;
+			atomic_fetch_sub(&p->parked, 1);
 		}
+		/* ready but empty (a failed commit): stays parked */
 	}
 	if (s->ph != NULL && (eof || pipe_ready(p, s))) {
 		ph = s->ph;
 		s->ph = NULL;
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (req != NULL) {
+		/* waits out a callback already running on req */
+		fuse_req_interrupt_func(req, NULL, NULL);
+		pipe_reply(req, buf, n);
+		if (n > 0)
+			atomic_fetch_add(&p->delivered, 1);
+	}
 	if (ph != NULL) {
 		fuse_lowlevel_notify_poll(ph);
 		fuse_pollhandle_destroy(ph);
 	}
 }
 
-/* Deletes firehose log entries that every reader has passed. */
+/*
+ * Deletes firehose log entries that every reader has passed.  The
+ * watermark is read under p->lock: a reader that opens later starts at or
+ * above it, so nothing it needs is deleted.
+ */
 static void
 pipes_prune(struct pipes *p)
 {
-	uint64_t low = UINT64_MAX;
+	uint64_t low;
 
 	pthread_mutex_lock(&p->lock);
+	low = journal_firehose_watermark(p->journal);
 	for (struct pipe *s = p->pipes; s != NULL; s = s->next) {
 		if (s->kind != PIPE_FIREHOSE)
 			continue;
@@ -296,7 +340,7 @@ pipes_main(void *arg)
 {
 	struct pipes *p = arg;
 	struct pollfd pfd = { .fd = p->efd, .events = POLLIN };
-	uint64_t n;
+	uint64_t n, next_prune = pipes_now_ms() + PIPES_TICK_MS;
 
 	while (!atomic_load(&p->stopping)) {
 		int r = poll(&pfd, 1, PIPES_TICK_MS);
@@ -305,10 +349,13 @@ pipes_main(void *arg)
 			log_warn("live pipes: poll");
 			break;
 		}
-		if (r == 0) {
+		if (pipes_now_ms() >= next_prune) {
+			/* on time, not when idle: a busy firehose needs it most */
 			pipes_prune(p);
-			continue;
+			next_prune = pipes_now_ms() + PIPES_TICK_MS;
 		}
+		if (r <= 0)
+			continue;
 		(void)!read(p->efd, &n, sizeof(n));
 		pthread_mutex_lock(&p->lock);
 		for (struct pipe *s = p->pipes; s != NULL; s = s->next)
@@ -399,12 +446,21 @@ pipes_add(struct pipes *p, enum pipe_kind kind)
 struct pipe *
 pipes_open_device(struct pipes *p, uint32_t idx, uint64_t rev)
 {
-	struct pipe *s = pipes_add(p, PIPE_DEVICE);
+	struct journal_pin *pin = journal_pin_new(p->journal, idx);
+	struct pipe *s;
 
-	if (s != NULL) {
-		s->idx = idx;
-		s->rev = rev;
+	if (pin == NULL)
+		return NULL;
+	journal_pin_rev(pin, rev);
+	if ((s = pipes_add(p, PIPE_DEVICE)) == NULL) {
+		journal_pin_free(p->journal, pin);
+		return NULL;
 	}
+	pthread_mutex_lock(&s->lock);
+	s->idx = idx;
+	s->rev = rev;
+	s->pin = pin;
+	pthread_mutex_unlock(&s->lock);
 	return s;
 }
 
@@ -432,6 +488,7 @@ pipes_close(struct pipes *p, struct pipe *s)
 		log_warnx("live pipe closed with a parked read");
 	if (s->ph != NULL)
 		fuse_pollhandle_destroy(s->ph);
+	journal_pin_free(p->journal, s->pin);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	atomic_fetch_sub(&p->open, 1);

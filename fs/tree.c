@@ -7,7 +7,7 @@
 #include "tree.h"
 
 static const enum tree_kind tree_slots[TREE_DEV_SLOTS] = {
-	TREE_DEV, TREE_EVENTS, TREE_INFO, TREE_LIVE, TREE_FROM,
+	TREE_DEV, TREE_EVENTS, TREE_INFO, TREE_LIVE, TREE_FROM, TREE_SNAPSHOT,
 };
 
 const struct tree_entry tree_root_files[] = {
@@ -20,6 +20,7 @@ const size_t tree_root_nfiles =
 
 const struct tree_entry tree_dev_files[] = {
 	{ "events", TREE_EVENTS },
+	{ "snapshot", TREE_SNAPSHOT },
 	{ "info", TREE_INFO },
 	{ "live", TREE_LIVE },
 	{ "from", TREE_FROM },

@@ -26,6 +26,7 @@ enum tree_kind {
 	TREE_INJECT,		/* .inject: test hook, see ops.c */
 	TREE_DEV,		/* <device>/ */
 	TREE_EVENTS,		/* <device>/events */
+	TREE_SNAPSHOT,		/* <device>/snapshot */
 	TREE_INFO,		/* <device>/info */
 	TREE_LIVE,		/* <device>/live */
 	TREE_FROM,		/* <device>/from/ */

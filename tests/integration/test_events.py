@@ -29,6 +29,9 @@ def test_echo_append_and_cat(node):
 def test_printf_tee_python_append(node):
     ev = mkdev(node)
     assert sh("printf 'no-newline' >> %s" % ev).returncode == 0
+    # a partial line is committed when the file is closed (the release,
+    # which the kernel sends just after close() returns)
+    wait_for(lambda: read_file(ev) == "no-newline\n", what="partial line at close")
     assert sh("echo teed | tee -a %s > /dev/null" % ev).returncode == 0
     with open(ev, "a") as f:
         f.write("py-1\npy-2\n")
@@ -57,8 +60,25 @@ def test_partial_line_committed_on_close(node):
     fd = os.open(ev, os.O_WRONLY | os.O_APPEND)
     os.write(fd, b"a\nunfinished")
     assert read_file(ev) == "a\n"
+    # a child closing its copy of the descriptor commits nothing
+    pid = os.fork()
+    if pid == 0:
+        os.close(fd)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.write(fd, b"-line")
+    assert read_file(ev) == "a\n"
     os.close(fd)
-    assert read_file(ev) == "a\nunfinished\n"
+    wait_for(lambda: read_file(ev) == "a\nunfinished-line\n", what="commit at close")
+
+
+def test_shell_group_partial_lines_join(node):
+    """{ echo -n aaa; echo bbb; } >> events is one event, as on a file."""
+    ev = mkdev(node)
+    r = sh("{ /bin/echo -n aaa; /bin/echo bbb; } >> %s" % ev)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: node.info("sensor-7")["head"] == 1, what="one event")
+    assert read_file(ev) == "aaabbb\n"
 
 
 def test_truncating_writes_refused(node):
@@ -99,7 +119,7 @@ def test_other_operations_refused(node):
     # touch: a time-only setattr succeeds and changes nothing
     assert sh("touch %s" % ev).returncode == 0
     assert read_file(ev) == "x\n"
-    assert sorted(os.listdir(node.path("sensor-7"))) == ["events", "from", "info", "live"]
+    assert sorted(os.listdir(node.path("sensor-7"))) == ["events", "from", "info", "live", "snapshot"]
 
 
 def test_modes_and_listing(node):
@@ -168,6 +188,27 @@ def test_over_long_event_efbig_then_usable(node):
     r = sh("head -c 1100000 /dev/zero | tr '\\0' q >> %s" % ev)
     assert r.returncode != 0 and "File too large" in r.stderr
     assert node.info("sensor-7")["head"] == 3
+
+
+def test_refused_write_keeps_earlier_partial_line(nodes):
+    n = nodes("a").start(config="limits: { max_event_bytes = 100; };\n")
+    ev = mkdev(n)
+    fd = os.open(ev, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"ccc")
+        with pytest.raises(OSError) as ei:
+            os.write(fd, b"ddd\n" + b"x" * 200 + b"\n")
+        assert ei.value.errno == errno.EFBIG
+        # the refused write took nothing, not even the line it would end
+        os.write(fd, b"ddd\n")
+        # an over-long write that began nothing earlier is simply refused
+        with pytest.raises(OSError) as ei:
+            os.write(fd, b"y" * 200)
+        assert ei.value.errno == errno.EFBIG
+        os.write(fd, b"fresh\n")
+    finally:
+        os.close(fd)
+    assert read_file(ev) == "cccddd\nfresh\n"
 
 
 def test_max_event_bytes_config(nodes):

@@ -10,6 +10,14 @@
 #include "journal.h"
 #include "unit.h"
 
+/* journal_read() at a fixed offset. */
+static ssize_t
+jread(struct journal *j, uint32_t idx, uint64_t off, char *buf, size_t size,
+    struct err *e)
+{
+	return journal_read(j, idx, &off, buf, size, e);
+}
+
 static struct journal *
 open_journal(const char *dir, const char *node)
 {
@@ -89,16 +97,16 @@ test_append_and_read(struct journal *j, uint32_t idx, int n)
 	CHECK_EQ_INT(in.end_offset, wlen);
 
 	/* by offset: whole, in odd chunks, from inside an event */
-	r = journal_read(j, idx, 0, got, sizeof(got), &e);
+	r = jread(j, idx, 0, got, sizeof(got), &e);
 	CHECK_EQ_INT(r, wlen);
 	CHECK(memcmp(got, want, wlen) == 0);
 	for (size_t off = 0; off < wlen; off += 13) {
-		r = journal_read(j, idx, off, got, 13, &e);
+		r = jread(j, idx, off, got, 13, &e);
 		CHECK_EQ_INT(r, off + 13 <= wlen ? 13 : wlen - off);
 		CHECK(r > 0 && memcmp(got, want + off, (size_t)r) == 0);
 	}
-	CHECK_EQ_INT(journal_read(j, idx, wlen, got, 10, &e), 0);
-	CHECK_EQ_INT(journal_read(j, idx, wlen + 100, got, 10, &e), 0);
+	CHECK_EQ_INT(jread(j, idx, wlen, got, 10, &e), 0);
+	CHECK_EQ_INT(jread(j, idx, wlen + 100, got, 10, &e), 0);
 
 	/* by revision: every revision, including across index strides */
 	for (int from = 1; from <= n; from += (from < 200 ? 1 : 97)) {
@@ -290,11 +298,11 @@ unit_main(void)
 	CHECK_EQ_INT(journal_append_lines(j, idx, "after\n", 6, &e), 1);
 	journal_info(j, idx, &in2);
 	CHECK_EQ_INT(in2.head, n + 1);
-	CHECK_EQ_INT(journal_read(j, idx, in1.end_offset, got, sizeof(got),
+	CHECK_EQ_INT(jread(j, idx, in1.end_offset, got, sizeof(got),
 	    &e), 6);
 	CHECK(memcmp(got, "after\n", 6) == 0);
 	CHECK_EQ_INT(journal_lookup(j, "sensor-2", 8, &idx2), 0);
-	CHECK_EQ_INT(journal_read(j, idx2, 0, got, sizeof(got), &e), 6);
+	CHECK_EQ_INT(jread(j, idx2, 0, got, sizeof(got), &e), 6);
 	CHECK(memcmp(got, "other\n", 6) == 0);
 	journal_close(j);
 
