@@ -1518,6 +1518,17 @@ journal_delete_below(struct journal *j, struct device *d, uint64_t rev,
 	return rc;
 }
 
+/* Parses the event key under it (klen is set before it is read). */
+static bool
+journal_iter_event(struct store_iter *it, uint32_t devno, uint64_t *off,
+    uint64_t *rev)
+{
+	size_t klen;
+	const void *key = store_iter_key(it, &klen);
+
+	return keys_event_parse(key, klen, devno, off, rev);
+}
+
 /* After a failed record write: the offset of the first retained event. */
 static uint64_t
 journal_first_offset_of(struct journal *j, struct device *d)
@@ -1525,15 +1536,13 @@ journal_first_offset_of(struct journal *j, struct device *d)
 	unsigned char k[KEYS_EVENT_LEN];
 	struct store_iter *it = store_iter_new(j->store, false);
 	uint64_t off = atomic_load(&d->end_offset), rev;
-	size_t klen;
 
 	if (it == NULL)
 		return off;
 	keys_event(k, d->devno, 0, 0);
 	store_iter_seek(it, k, sizeof(k));
 	for (; store_iter_valid(it); store_iter_next(it)) {
-		if (!keys_event_parse(store_iter_key(it, &klen), klen, d->devno,
-		    &off, &rev)) {
+		if (!journal_iter_event(it, d->devno, &off, &rev)) {
 			off = atomic_load(&d->end_offset);
 			break;
 		}
@@ -1571,12 +1580,10 @@ journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 	}
 	/* an offset pin holds the event it is inside of */
 	if (pin_off < atomic_load(&d->end_offset)) {
-		size_t klen;
 		uint64_t o, r;
 
 		if (journal_seek_offset(it, d, pin_off) < 0 ||
-		    !keys_event_parse(store_iter_key(it, &klen), klen, d->devno,
-		    &o, &r)) {
+		    !journal_iter_event(it, d->devno, &o, &r)) {
 			rc = err_set(e, -EIO, "device %s: no event at offset "
 			    "%llu", d->id, (unsigned long long)pin_off);
 			goto out;
@@ -1589,12 +1596,10 @@ journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 	if (target == atomic_load(&d->head) + 1) {
 		offset = atomic_load(&d->end_offset);
 	} else {
-		size_t klen;
 		uint64_t r;
 
 		if (journal_seek_rev(it, d, target) < 0 ||
-		    !keys_event_parse(store_iter_key(it, &klen), klen, d->devno,
-		    &offset, &r)) {
+		    !journal_iter_event(it, d->devno, &offset, &r)) {
 			rc = err_set(e, -EIO, "device %s: revision %llu not found",
 			    d->id, (unsigned long long)target);
 			goto out;

@@ -297,6 +297,10 @@ snap_run_command(struct snapshotter *s, uint32_t idx, const char *id,
 	r->out = pout[0];
 	r->err = perr[0];
 	pin[1] = pout[0] = perr[0] = -1;
+	/* the child's ends: with ours open, its output never ends */
+	snap_close_fd(&pin[0]);
+	snap_close_fd(&pout[1]);
+	snap_close_fd(&perr[1]);
 	fcntl(r->in, F_SETFL, O_NONBLOCK);
 	fcntl(r->out, F_SETFL, O_NONBLOCK);
 	fcntl(r->err, F_SETFL, O_NONBLOCK);
