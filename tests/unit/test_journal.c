@@ -246,6 +246,117 @@ test_firehose(struct journal *j)
 	journal_firehose_prune(j, UINT64_MAX);
 }
 
+/* Snapshots, compaction, pins, and what a restart keeps of them. */
+static void
+test_snapshots(const char *dir)
+{
+	struct journal *j = open_journal(dir, "node-s");
+	struct journal_snap *sn;
+	struct journal_pin *pin;
+	struct journal_info in;
+	static char big[200000];
+	char buf[300000];
+	uint32_t idx;
+	uint64_t off, rev;
+	size_t skip;
+	struct err e;
+
+	CHECK_EQ_INT(journal_create(j, "snap", 4, &idx, &e), 0);
+	for (int i = 1; i <= 300; i += 3) {
+		char l[64];
+		size_t n = expected(l, sizeof(l), i, i + 2);
+
+		CHECK_EQ_INT(journal_append_lines(j, idx, l, n, &e), 3);
+	}
+	/* a snapshot over several chunks; an open view keeps its version */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)('a' + i % 26);
+	CHECK_EQ_INT(journal_snapshot_install(j, idx, 301, "x", 1, &e), -EINVAL);
+	CHECK_EQ_INT(journal_snapshot_install(j, idx, 100, big, sizeof(big), &e),
+	    0);
+	CHECK_EQ_INT(journal_snap_open(j, idx, &sn, &e), 0);
+	CHECK_EQ_INT(journal_snapshot_install(j, idx, 150, "small\n", 6, &e), 0);
+	CHECK_EQ_INT(journal_snapshot_install(j, idx, 120, "older", 5, &e),
+	    -EINVAL);
+	CHECK_EQ_INT(journal_snap_rev(sn), 100);
+	CHECK_EQ_INT(journal_snap_len(sn), sizeof(big));
+	CHECK_EQ_INT(journal_snap_read(sn, 0, buf, sizeof(buf), &e), sizeof(big));
+	CHECK(memcmp(buf, big, sizeof(big)) == 0);
+	CHECK_EQ_INT(journal_snap_read(sn, 70000, buf, 10, &e), 10);
+	CHECK(memcmp(buf, big + 70000, 10) == 0);
+	journal_snap_close(sn);
+	CHECK_EQ_INT(journal_snap_open(j, idx, &sn, &e), 0);
+	CHECK_EQ_INT(journal_snap_rev(sn), 150);
+	CHECK_EQ_INT(journal_snap_read(sn, 0, buf, sizeof(buf), &e), 6);
+	journal_snap_close(sn);
+
+	/* compaction stops at a pin, then at the snapshot */
+	pin = journal_pin_new(j, idx);
+	journal_info(j, idx, &in);
+	off = in.end_offset / 3;	/* somewhere inside event ~100 */
+	journal_pin_offset(pin, off);
+	CHECK(journal_compact(j, idx, 1000, &e) > 1);
+	journal_info(j, idx, &in);
+	CHECK(in.first_offset <= off);
+	CHECK(in.first < 150);
+	journal_pin_offset(pin, in.end_offset);
+	journal_pin_rev(pin, 140);
+	CHECK_EQ_INT(journal_compact(j, idx, 1000, &e), 140);
+	journal_pin_free(j, pin);
+	CHECK_EQ_INT(journal_compact(j, idx, 1000, &e), 151);
+	journal_info(j, idx, &in);
+	CHECK_EQ_INT(in.first, 151);
+	CHECK_EQ_INT(in.head, 300);
+	/* offsets kept; a read below the first event starts at it */
+	{
+		char exp[4096];
+		size_t elen = expected(exp, sizeof(exp), 151, 300);
+		uint64_t at = 0;
+
+		CHECK_EQ_INT(in.end_offset - in.first_offset, elen);
+		CHECK_EQ_INT(journal_read(j, idx, &at, buf, sizeof(buf), &e),
+		    elen);
+		CHECK_EQ_INT(at, in.first_offset);
+		CHECK(memcmp(buf, exp, elen) == 0);
+	}
+	rev = 150;
+	skip = 0;
+	CHECK_EQ_INT(journal_read_from(j, idx, &rev, &skip, false, buf, 100,
+	    &e), -ERANGE);
+	rev = 151;
+	CHECK(journal_read_from(j, idx, &rev, &skip, false, buf, 100, &e) > 0);
+	journal_close(j);
+
+	/* a restart keeps first, offsets and the snapshot */
+	j = open_journal(dir, "node-s");
+	CHECK_EQ_INT(journal_lookup(j, "snap", 4, &idx), 0);
+	{
+		struct journal_info again;
+
+		journal_info(j, idx, &again);
+		CHECK_EQ_INT(again.first, 151);
+		CHECK_EQ_INT(again.first_offset, in.first_offset);
+		CHECK_EQ_INT(again.end_offset, in.end_offset);
+		CHECK_EQ_INT(again.head, 300);
+		CHECK_EQ_INT(again.snapshot_rev, 150);
+		CHECK_EQ_INT(again.snapshot_len, 6);
+	}
+	/* compacting everything still keeps the end */
+	CHECK_EQ_INT(journal_snapshot_install(j, idx, 300, "all", 3, &e), 0);
+	CHECK_EQ_INT(journal_compact(j, idx, 301, &e), 301);
+	journal_close(j);
+	j = open_journal(dir, "node-s");
+	CHECK_EQ_INT(journal_lookup(j, "snap", 4, &idx), 0);
+	journal_info(j, idx, &in);
+	CHECK_EQ_INT(in.first, 301);
+	CHECK_EQ_INT(in.head, 300);
+	CHECK_EQ_INT(in.first_offset, in.end_offset);
+	CHECK_EQ_INT(journal_append_lines(j, idx, "ev-301\n", 7, &e), 1);
+	journal_info(j, idx, &in);
+	CHECK_EQ_INT(in.head, 301);
+	journal_close(j);
+}
+
 void
 unit_main(void)
 {
@@ -324,5 +435,9 @@ unit_main(void)
 		CHECK(j2 == NULL);
 	}
 	journal_close(j);
+	unit_rmtree(dir);
+
+	snprintf(dir, sizeof(dir), "%s", unit_tmpdir());
+	test_snapshots(dir);
 	unit_rmtree(dir);
 }
