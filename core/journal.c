@@ -466,6 +466,12 @@ journal_close(struct journal *j)
 	free(j);
 }
 
+struct store *
+journal_store(struct journal *j)
+{
+	return j->store;
+}
+
 void
 journal_set_notify(struct journal *j, journal_notify_fn fn, void *arg)
 {

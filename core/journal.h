@@ -78,6 +78,10 @@ int journal_open(struct journal **out, const struct journal_opts *o,
 /* Closes; accepts NULL.  No other call may be running. */
 void journal_close(struct journal *j);
 
+/* The store under j, for core modules that keep their own keys. */
+struct store;
+struct store *journal_store(struct journal *j);
+
 /* Sets the commit hook; call before other threads use j. */
 void journal_set_notify(struct journal *j, journal_notify_fn fn, void *arg);
 

@@ -30,12 +30,14 @@ struct fs_metrics {
 struct handle;
 struct pipes;
 struct snapshotter;
+struct peering;
 
 struct odofs {
 	struct journal *journal;
 	const struct config *cfg;
 	struct pipes *pipes;			/* live pipes */
 	struct snapshotter *snapshots;		/* automatic snapshots, compaction */
+	struct peering *peering;		/* NULL when peering is off */
 	bool test_hooks;			/* ODOFS_TEST_HOOKS=1: .inject */
 	bool events_page_cache;			/* ODOFS_EVENTS_PAGE_CACHE=1 */
 	time_t started;				/* CLOCK_REALTIME seconds */
@@ -61,5 +63,6 @@ void ops_release_all(struct odofs *o);
 int render_status(struct odofs *o, struct buf *out);
 int render_metrics(struct odofs *o, struct buf *out);
 int render_info(struct odofs *o, uint32_t dev, struct buf *out);
+int render_peers(struct odofs *o, struct buf *out);
 
 #endif

@@ -28,6 +28,7 @@
 #include "journal.h"
 #include "listen.h"
 #include "log.h"
+#include "peering.h"
 #include "pipes.h"
 #include "snapshot.h"
 
@@ -400,6 +401,16 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
 		goto out;
 	}
+	if (config_peering_enabled(cfg)) {
+		/* the listening socket is the peering's from here on */
+		int fd = listen_fd;
+
+		listen_fd = -1;
+		if (peering_open(&o.peering, cfg, o.journal, fd, &e) < 0) {
+			snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
+			goto out;
+		}
+	}
 
 	fuse_set_log_func(main_fuse_log);
 	if (fuse_opt_add_arg(&fargs, "odofs") != 0 ||
@@ -445,13 +456,14 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		    a->mountpoint);
 		goto out_signals;
 	}
-	log_info("mounted %s: node %s, data %s, %u devices%s", a->mountpoint,
+	log_info("mounted %s: node %s, data %s, %u devices, %s%s", a->mountpoint,
 	    cfg->node_id, cfg->data_dir, journal_count(o.journal),
-	    listen_fd >= 0 ? "" : ", peering off");
-	if (listen_fd >= 0 || cfg->npeers > 0)
-		log_warnx("peering is not implemented in this version: "
-		    "listen %s reserved, %zu seeds ignored", cfg->listen,
-		    cfg->npeers);
+	    o.peering ? "listening on " : "peering off",
+	    o.peering ? (cfg->listen[0] ? cfg->listen : "nothing") : "");
+	if (o.peering != NULL && peering_start(o.peering, &e) < 0) {
+		snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
+		goto nomem_mounted;
+	}
 	main_report(report_fd, 0, NULL);
 	report_fd = -1;
 	if (!a->foreground)
@@ -465,13 +477,15 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	rc = fuse_session_loop_mt(se, lcfg) < 0 ? 1 : 0;
 	log_info("unmounting %s", a->mountpoint);
 nomem_mounted:
-	/* readers blocked in live pipes get end of file, then unmount */
+	/* peers hear goodbye; readers blocked in live pipes get end of file */
+	peering_stop(o.peering);
 	pipes_stop(o.pipes);
 	fuse_session_unmount(se);
 	ops_release_all(&o);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
+	peering_close(o.peering);
 	ops_release_all(&o);
 	snapshot_stop(o.snapshots);
 	pipes_free(o.pipes);

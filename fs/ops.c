@@ -125,6 +125,7 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 	case TREE_STATUS:
 	case TREE_METRICS:
 	case TREE_FIREHOSE:
+	case TREE_PEERS:
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		break;
@@ -411,6 +412,8 @@ ops_render(struct odofs *o, struct handle *h)
 		return render_status(o, &h->text);
 	case TREE_METRICS:
 		return render_metrics(o, &h->text);
+	case TREE_PEERS:
+		return render_peers(o, &h->text);
 	case TREE_INFO:
 		return render_info(o, h->dev, &h->text);
 	default:

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fs.h"
+#include "peering.h"
 #include "pipes.h"
 
 static const char *const render_errno_names[FS_ERRNO_MAX] = {
@@ -36,7 +37,12 @@ render_status(struct odofs *o, struct buf *out)
 	    (long long)o->started, (unsigned long long)st.devices,
 	    (unsigned long long)st.events);
 	rc |= buf_json_str(out, o->cfg->data_dir, strlen(o->cfg->data_dir));
-	rc |= buf_printf(out, ",\"peers\":[],\"subscriptions\":[]}\n");
+	rc |= buf_printf(out, ",\"listen\":");
+	rc |= buf_json_str(out, o->cfg->listen, strlen(o->cfg->listen));
+	rc |= buf_printf(out, ",\"peers\":");
+	rc |= o->peering ? peering_render_json(o->peering, out) :
+	    buf_printf(out, "[]");
+	rc |= buf_printf(out, ",\"subscriptions\":[]}\n");
 	return rc ? -E2BIG : 0;
 }
 
@@ -141,4 +147,13 @@ render_info(struct odofs *o, uint32_t dev, struct buf *out)
 	    (unsigned long long)(in.end_offset - in.first_offset),
 	    (unsigned long long)in.snapshot_rev);
 	return rc ? -E2BIG : 0;
+}
+
+int
+render_peers(struct odofs *o, struct buf *out)
+{
+	if (o->peering == NULL)
+		return buf_printf(out, "peering is off: no listen address and "
+		    "no peers configured\n") ? -E2BIG : 0;
+	return peering_render_table(o->peering, out);
 }

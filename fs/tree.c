@@ -14,6 +14,7 @@ const struct tree_entry tree_root_files[] = {
 	{ ".status", TREE_STATUS },
 	{ ".metrics", TREE_METRICS },
 	{ ".live", TREE_FIREHOSE },
+	{ ".peers", TREE_PEERS },
 };
 const size_t tree_root_nfiles =
     sizeof(tree_root_files) / sizeof(tree_root_files[0]);
@@ -42,6 +43,8 @@ tree_ino(enum tree_kind kind, uint32_t dev)
 		return 4;
 	case TREE_INJECT:
 		return 5;
+	case TREE_PEERS:
+		return 6;
 	default:
 		break;
 	}
@@ -106,6 +109,9 @@ tree_decode(uint64_t ino, uint32_t ndevs, struct tree_node *out)
 		return true;
 	case 5:
 		out->kind = TREE_INJECT;
+		return true;
+	case 6:
+		out->kind = TREE_PEERS;
 		return true;
 	default:
 		break;

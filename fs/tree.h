@@ -23,6 +23,7 @@ enum tree_kind {
 	TREE_STATUS,		/* .status */
 	TREE_METRICS,		/* .metrics */
 	TREE_FIREHOSE,		/* .live */
+	TREE_PEERS,		/* .peers */
 	TREE_INJECT,		/* .inject: test hook, see ops.c */
 	TREE_DEV,		/* <device>/ */
 	TREE_EVENTS,		/* <device>/events */

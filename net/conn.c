@@ -32,6 +32,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -649,7 +650,7 @@ static void
 conn_format_addr(char *buf, size_t size, const struct sockaddr *sa,
     socklen_t salen)
 {
-	char host[NI_MAXHOST], port[NI_MAXSERV];
+	char host[INET6_ADDRSTRLEN + IF_NAMESIZE], port[8];
 
 	if (getnameinfo(sa, salen, host, sizeof(host), port, sizeof(port),
 	    NI_NUMERICHOST | NI_NUMERICSERV) != 0)

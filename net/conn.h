@@ -51,7 +51,7 @@
 #define CONN_SEND_LOW	(CONN_SEND_MAX - WIRE_FRAME_MAX - WIRE_HEADER)
 #define CONN_RECV_MAX	(WIRE_FRAME_MAX + WIRE_HEADER)
 #define CONN_LINGER_MS	2000		/* conn_close(): flush at most this */
-#define CONN_ADDR_MAX	64		/* "[v6]:port" */
+#define CONN_ADDR_MAX	80		/* "[v6%zone]:port" */
 #define CONN_REASON_MAX	256
 
 struct conn;

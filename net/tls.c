@@ -298,8 +298,10 @@ tls_ctx_open(struct tls_ctx **out, const char *cert, const char *key,
 	SSL_CTX_set_verify(t->ssl, SSL_VERIFY_PEER |
 	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(t->ssl, TLS_VERIFY_DEPTH);
+	/* send the chain of tls.cert as given, not one built from tls.ca */
 	SSL_CTX_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS |
+	    SSL_MODE_NO_AUTO_CHAIN);
 	SSL_CTX_set_session_cache_mode(t->ssl, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(t->ssl, SSL_OP_NO_TICKET);
 	SSL_CTX_set_num_tickets(t->ssl, 0);

@@ -105,6 +105,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t type;
 	int rc;
 
+	if (size == 0)
+		return 0;
 	/* a stream of frames */
 	while ((rc = wire_frame_split(data + off, size - off, &type, &payload,
 	    &len)) > 0) {
@@ -112,7 +114,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += (size_t)rc;
 	}
 	/* one synthetic frame: type byte, then payload */
-	if (size > 0 && size - 1 < WIRE_FRAME_MAX)
+	if (size - 1 < WIRE_FRAME_MAX)
 		fuzz_frame(data[0], data + 1, size - 1);
 	return 0;
 }

@@ -1,0 +1,57 @@
+/*
+ * peering: the net thread (SPEC §7).  It owns the event loop, the TLS
+ * context, the listening socket and every peer connection, and runs the
+ * peer state machine:
+ *
+ *	connecting   an outgoing attempt (TCP, TLS, then HELLO both ways)
+ *	incoming     an accepted connection, before its HELLO
+ *	active       introduced; pinged when idle for heartbeat_ms, moved to
+ *	             lifesupport when silent for three intervals
+ *	lifesupport  failed or silent; redialled after peering.backoff_ms[n],
+ *	             forgotten after the last step unless it is a seed
+ *	purgatory    a connection to ourselves, or a second connection to an
+ *	             id already active; closed with the reason, the entry
+ *	             deleted after peering.purgatory_ms
+ *
+ * Of two connections between the same pair, the one dialled by the smaller
+ * id is kept, so both ends choose the same one.  Discovery: the seeds
+ * (every address a name resolves to), peer exchange (PEERS frames listing
+ * the active peers' listen addresses), and the peer history kept in the
+ * store (core/history.h) and redialled at start.
+ *
+ * Threads: peering_open/start/stop/close from the composition root;
+ * peering_render_* from any thread (they read a copy of the peer table
+ * published under a mutex at each change).
+ */
+#ifndef ODOFS_PEERING_H
+#define ODOFS_PEERING_H
+
+#include "buf.h"
+#include "config.h"
+#include "err.h"
+#include "journal.h"
+
+struct peering;
+
+/*
+ * Loads the TLS identity (checking that the certificate's CN is the node
+ * id) and prepares the loop; listen_fd (or -1) is the bound listening
+ * socket, taken over.  Fails before anything runs, with e one line.
+ */
+int peering_open(struct peering **out, const struct config *cfg,
+    struct journal *j, int listen_fd, struct err *e);
+/* Starts the net thread: seeds, history, listening. */
+int peering_start(struct peering *p, struct err *e);
+/*
+ * Says BYE to every peer, closes the connections (each flushed for at
+ * most CONN_LINGER_MS), and joins the thread.  Accepts NULL.
+ */
+void peering_stop(struct peering *p);
+void peering_close(struct peering *p);
+
+/* The "peers" array of .status, as JSON. */
+int peering_render_json(struct peering *p, struct buf *out);
+/* .peers: a header and one line per peer. */
+int peering_render_table(struct peering *p, struct buf *out);
+
+#endif
