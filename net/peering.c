@@ -729,11 +729,15 @@ peer_conn_close(void *arg, struct conn *c, const char *reason)
 
 	(void)c;
 	pe->conn = NULL;
-	if (was_active || pe->state == PEER_CONNECTING ||
-	    pe->state == PEER_INCOMING)
+	if (was_active)
 		log_info("peer %s (%s): connection closed: %s",
 		    pe->id[0] ? pe->id : "?", pe->remote[0] ? pe->remote :
 		    pe->host, reason);
+	else if (pe->state == PEER_CONNECTING || pe->state == PEER_INCOMING)
+		log_warnx("peer connection refused: %s %s (%s): %s",
+		    pe->state == PEER_INCOMING ? "from" : "to",
+		    pe->remote[0] ? pe->remote : pe->host,
+		    pe->id[0] ? pe->id : "not introduced", reason);
 	if (pe->state == PEER_PURGATORY) {
 		peering_publish(p);
 		return;		/* its timer deletes it */
@@ -800,7 +804,10 @@ peering_accept(void *arg, uint32_t events)
 			peer_forget(pe);
 			continue;
 		}
-		peer_set_state(pe, PEER_INCOMING, NULL);
+		snprintf(pe->remote, sizeof(pe->remote), "%s",
+		    conn_peer_addr(pe->conn));
+		pe->state = PEER_INCOMING;
+		peering_publish(p);
 		loop_timer_arm(pe->timer, p->cfg->handshake_ms);
 	}
 }

@@ -136,6 +136,22 @@ class Node:
         subprocess.call(["fusermount3", "-uz", self.mnt],
                         stderr=subprocess.DEVNULL)
 
+    def start_peer(self, certs, port, seeds=(), config=None, wait=True):
+        """Starts with mutual TLS, listening on 127.0.0.1:port, dialling seeds."""
+        self.port = port
+        args = tls_args(certs, self.id) + ["--listen", "127.0.0.1:%d" % port]
+        for s in seeds:
+            args += ["--peer", s if isinstance(s, str) else "127.0.0.1:%d" % s]
+        return self.start(*args, config=config, wait=wait)
+
+    def peers(self):
+        """The peer entries of .status."""
+        return self.status()["peers"]
+
+    def active(self):
+        """Ids of the active peers, sorted."""
+        return sorted(p["id"] for p in self.peers() if p["state"] == "active")
+
     def info(self, dev):
         with open(self.path(dev, "info")) as f:
             return json.load(f)
@@ -146,6 +162,28 @@ class Node:
 
     def pid(self):
         return self.proc.pid
+
+
+CERT_IDS = ["a", "b", "c", "d", "e", "x"]
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A test CA made once per session, with a certificate per node id, and a
+    second, unrelated CA with a certificate for "a" (for refusal tests)."""
+    d = tmp_path_factory.mktemp("certs")
+    subprocess.run(["bash", os.path.join(ROOT, "etc", "gen-certs.sh"), str(d / "ca1")]
+                   + CERT_IDS, check=True)
+    subprocess.run(["bash", os.path.join(ROOT, "etc", "gen-certs.sh"), str(d / "ca2"),
+                    "a"], check=True)
+    return d
+
+
+def tls_args(certs, node_id, ca="ca1"):
+    c = os.path.join(str(certs), ca)
+    return ["--cert", os.path.join(c, node_id + ".pem"),
+            "--key", os.path.join(c, node_id + ".key"),
+            "--ca", os.path.join(c, "ca.pem")]
 
 
 @pytest.fixture

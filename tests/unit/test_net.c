@@ -16,7 +16,8 @@
  * header refused without allocating it; a zero-length header; backpressure
  * (-ENOBUFS with a receiver that does not read, bounded memory on both
  * sides, on_writable, then everything in order); a graceful close that
- * delivers what was queued; connect refused; on_close exactly once.
+ * delivers what was queued; a close that cannot flush ends after
+ * CONN_LINGER_MS; connect refused; on_close exactly once.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -904,6 +905,42 @@ test_backpressure(void)
 	tls_ctx_close(ta);
 }
 
+/* Closing with a full queue towards a peer that never reads: bounded. */
+static void
+test_linger(void)
+{
+	struct tls_ctx *ta = ctx_for(certdir, "node-a", certdir);
+	struct side cl, sv;
+	uint64_t start;
+	int rc;
+
+	reset(&cl, "client");
+	reset(&sv, "server");
+	sv.pause_on_open = true;
+	srv.accepting = &sv;
+	dial(&cl, ta);
+	WAIT_FOR(cl.opened && sv.opened, WAIT_MS);
+	do {
+		rc = send_frame(&cl, cl.stream_seq++, 256u << 10);
+		loop_run_once(L, 0, NULL);
+	} while (rc == 0);
+	CHECK_EQ_INT(rc, -ENOBUFS);
+	start = loop_now_ms();
+	conn_close(cl.c, "giving up");
+	WAIT_FOR(cl.closed, CONN_LINGER_MS + 2000);
+	CHECK(loop_now_ms() - start >= CONN_LINGER_MS - 20);
+	CHECK(strcmp(cl.reason, "giving up") == 0);
+	CHECK_EQ_INT(sv.closed, 0);
+	/* the receiver wakes up, reads what made it, and sees the end */
+	conn_set_reading(sv.c, true);
+	WAIT_FOR(sv.closed, WAIT_MS);
+	CHECK(!sv.bad);
+	CHECK(sv.frames > 0);
+	fprintf(stderr, "(linger: receiver got %llu frames, then: %s)\n",
+	    (unsigned long long)sv.frames, sv.reason);
+	tls_ctx_close(ta);
+}
+
 static void
 test_refused_and_early_close(void)
 {
@@ -984,6 +1021,7 @@ unit_main(void)
 	test_silent_and_garbage();
 	test_bad_headers();
 	test_backpressure();
+	test_linger();
 	test_refused_and_early_close();
 	server_stop();
 	loop_close(L);
