@@ -75,11 +75,12 @@ class Node:
         self.log_path = os.path.join(base, name + ".log")
         self.proc = None
         self.logs = []
+        self.wrap = []          # a command prefix (e.g. a private namespace)
         os.makedirs(self.mnt, exist_ok=True)
 
     def command(self, *extra):
-        return [ODOFS, "-f", "--id", self.id, "--data", self.data,
-                *extra, self.mnt]
+        return self.wrap + [ODOFS, "-f", "--id", self.id, "--data", self.data,
+                            *extra, self.mnt]
 
     def start(self, *extra, config=None, wait=True):
         args = list(extra)

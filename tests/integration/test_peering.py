@@ -259,3 +259,27 @@ def test_id_must_match_certificate(nodes, certs, tmp_path):
                        capture_output=True, text=True, timeout=20)
     assert r.returncode != 0
     assert r.stderr.count("\n") == 1 and "does not match the CN b" in r.stderr
+
+
+def test_seed_name_dials_every_address(nodes, certs, tmp_path):
+    """A seed name that resolves to two addresses: both are dialled.
+
+    The dialling node runs in a private mount namespace whose /etc/hosts
+    maps one name to 127.0.0.1 and 127.0.0.2, where b and c listen on the
+    same port; b and c (outside it) see it arrive.
+    """
+    port = free_port()
+    b = nodes("b")
+    b.start_peer(certs, port, config=FAST)
+    c = nodes("c")
+    c.start(*(tls_args(certs, "c") + ["--listen", "127.0.0.2:%d" % port]), config=FAST)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.1 journal.test\n127.0.0.2 journal.test\n")
+    a = nodes("a")
+    a.wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+              'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts)]
+    a.start(*(tls_args(certs, "a") + ["--listen", "127.0.0.1:%d" % free_port(),
+                                      "--peer", "journal.test:%d" % port]),
+            config=FAST, wait=False)
+    wait_for(lambda: "a" in b.active() and "a" in c.active(), timeout=15,
+             what="a dialled both addresses of journal.test")
