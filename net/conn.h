@@ -25,6 +25,19 @@
  * on_writable.  A receiver that cannot keep up calls conn_set_reading(c,
  * false): TCP then pushes back on the peer.
  *
+ * TLS 1.3 note: a client finishes its handshake before the server has
+ * checked the client's certificate, so a dialled connection whose
+ * certificate the server refuses sees on_open and then on_close ("tls
+ * read: tlsv1 alert unknown ca").  A peer is introduced by its HELLO, not
+ * by on_open.
+ *
+ * Dialling a name: resolve it off the loop thread (getaddrinfo() blocks;
+ * a helper thread hands the addresses back and calls loop_wake()), then
+ * conn_connect() each address in turn until one reaches on_open.
+ * Accepting: register the listen_open() socket with loop_fd_add(EPOLLIN);
+ * in its callback, accept4(SOCK_NONBLOCK | SOCK_CLOEXEC) until EAGAIN and
+ * hand each socket to conn_accept().
+ *
  * Errors end the connection with on_close and a one-line reason, e.g.
  * "connect: Connection refused", "handshake timeout", "tls handshake:
  * certificate verify failed (unable to get local issuer certificate)",
