@@ -148,7 +148,7 @@ static const struct key config_keys[] = {
 	K_BOOL("snapshot.compact", snapshot_compact, false),
 	K_UINT("snapshot.keep_events", snapshot_keep_events, 0, EVENTS_MAX, 0),
 	K_GROUP("limits"),
-	K_UINT("limits.max_event_bytes", max_event_bytes, 1, 16777216,
+	K_UINT("limits.max_event_bytes", max_event_bytes, 1, 4194304,
 	    1048576),
 	K_GROUP("durability"),
 	K_BOOL("durability.sync", sync, false),

@@ -54,6 +54,11 @@ struct device {
 	_Atomic uint64_t snapshot_rev;	/* written under meta_lock */
 	_Atomic uint64_t snapshot_len;	/* written under meta_lock */
 	_Atomic uint64_t mtime_ns;	/* last append; creation at load */
+	_Atomic uint64_t version;	/* journal clock at the last change */
+	/* replication, shown in info; under meta_lock */
+	char upstream[JOURNAL_NODE_MAX + 1];
+	uint64_t upstream_head;
+	_Atomic uint64_t progress_ns;	/* last apply (CLOCK_REALTIME) */
 };
 
 struct journal {
@@ -73,6 +78,8 @@ struct journal {
 	_Atomic uint64_t events_appended;
 	_Atomic uint64_t bytes_appended;
 	_Atomic uint64_t commits;
+
+	_Atomic uint64_t clock;		/* bumped by every change */
 
 	journal_notify_fn notify;	/* set before threads */
 	void *notify_arg;
@@ -111,6 +118,7 @@ struct journal_txn {
 	struct journal *j;
 	struct device *d;
 	uint32_t idx;
+	bool replica;			/* applying: no size limit, any source */
 	struct store_batch *batch;
 	uint64_t first_rev;
 	uint64_t rev;			/* next revision to stage */
@@ -507,9 +515,33 @@ journal_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static int journal_create_device(struct journal *j, const char *id,
+    size_t len, const uint64_t *epoch, const char *source,
+    uint64_t created_ns, uint32_t *idx, struct err *e);
+
 int
 journal_create(struct journal *j, const char *id, size_t len, uint32_t *idx,
     struct err *e)
+{
+	return journal_create_device(j, id, len, NULL, j->node_id, 0, idx, e);
+}
+
+int
+journal_create_replica(struct journal *j, const char *id, size_t len,
+    uint64_t epoch, const char *source, uint64_t created_ns, uint32_t *idx,
+    struct err *e)
+{
+	if (strcmp(source, j->node_id) == 0)
+		return err_set(e, -EINVAL, "device %.*s: a replica of ourselves",
+		    (int)len, id);
+	return journal_create_device(j, id, len, &epoch, source, created_ns,
+	    idx, e);
+}
+
+static int
+journal_create_device(struct journal *j, const char *id, size_t len,
+    const uint64_t *epoch, const char *source, uint64_t created_ns,
+    uint32_t *idx, struct err *e)
 {
 	unsigned char key[KEYS_DEV_MAX], rec[DEVREC_MAX];
 	struct store_batch *b = NULL;
@@ -534,14 +566,20 @@ journal_create(struct journal *j, const char *id, size_t len, uint32_t *idx,
 		goto out;
 	}
 	d->devno = j->next_devno;
-	if (getrandom(&d->epoch, sizeof(d->epoch), 0) != sizeof(d->epoch)) {
-		rc = err_set(e, -EIO, "getrandom: %s", strerror(errno));
-		goto out;
+	if (epoch != NULL) {
+		d->epoch = *epoch;
+		d->created_ns = created_ns;
+	} else {
+		if (getrandom(&d->epoch, sizeof(d->epoch), 0) !=
+		    sizeof(d->epoch)) {
+			rc = err_set(e, -EIO, "getrandom: %s", strerror(errno));
+			goto out;
+		}
+		d->created_ns = journal_now_ns();
 	}
-	d->created_ns = journal_now_ns();
 	atomic_store(&d->mtime_ns, d->created_ns);
-	snprintf(d->source, sizeof(d->source), "%s", j->node_id);
-	d->local = true;
+	snprintf(d->source, sizeof(d->source), "%s", source);
+	d->local = strcmp(source, j->node_id) == 0;
 	atomic_store(&d->first, 1);
 	atomic_store(&d->head, 0);
 	store_batch_put(b, key, keys_dev(key, id, len), rec,
@@ -553,6 +591,7 @@ journal_create(struct journal *j, const char *id, size_t len, uint32_t *idx,
 		goto out;
 	}
 	j->next_devno++;
+	atomic_store(&d->version, atomic_fetch_add(&j->clock, 1) + 1);
 	d = NULL;
 out:
 	pthread_mutex_unlock(&j->create_lock);
@@ -614,6 +653,18 @@ journal_end_offset(struct journal *j, uint32_t idx)
 	return atomic_load(&journal_dev(j, idx)->end_offset);
 }
 
+uint64_t
+journal_epoch(struct journal *j, uint32_t idx)
+{
+	return journal_dev(j, idx)->epoch;
+}
+
+const char *
+journal_source(struct journal *j, uint32_t idx)
+{
+	return journal_dev(j, idx)->source;
+}
+
 bool
 journal_is_local(struct journal *j, uint32_t idx)
 {
@@ -639,17 +690,18 @@ journal_stats(struct journal *j, struct journal_stats *out)
 	out->commits = atomic_load(&j->commits);
 }
 
-int
-journal_txn_begin(struct journal *j, uint32_t idx, struct journal_txn **out,
-    struct err *e)
+static int
+journal_txn_open(struct journal *j, uint32_t idx, bool replica,
+    struct journal_txn **out, struct err *e)
 {
 	struct device *d = journal_dev(j, idx);
 	struct journal_txn *t;
 
 	*out = NULL;
-	if (!d->local)
-		return err_set(e, -EROFS, "device %s is a replica (source %s)",
-		    d->id, d->source);
+	if (d->local == replica)
+		return replica ? err_set(e, -EPERM, "device %s: this node is "
+		    "its source", d->id) : err_set(e, -EROFS, "device %s is a "
+		    "replica (source %s)", d->id, d->source);
 	if ((t = calloc(1, sizeof(*t))) == NULL ||
 	    (t->batch = store_batch_new()) == NULL) {
 		free(t);
@@ -658,6 +710,7 @@ journal_txn_begin(struct journal *j, uint32_t idx, struct journal_txn **out,
 	t->j = j;
 	t->d = d;
 	t->idx = idx;
+	t->replica = replica;
 	pthread_mutex_lock(&d->lock);
 	t->rev = atomic_load(&d->head) + 1;
 	t->first_rev = t->rev;
@@ -668,12 +721,26 @@ journal_txn_begin(struct journal *j, uint32_t idx, struct journal_txn **out,
 }
 
 int
+journal_txn_begin(struct journal *j, uint32_t idx, struct journal_txn **out,
+    struct err *e)
+{
+	return journal_txn_open(j, idx, false, out, e);
+}
+
+/* Bumps the journal's clock into d: something of d changed. */
+static void
+journal_touch(struct journal *j, struct device *d)
+{
+	atomic_store(&d->version, atomic_fetch_add(&j->clock, 1) + 1);
+}
+
+int
 journal_txn_add(struct journal_txn *t, const char *data, size_t len,
     struct err *e)
 {
 	unsigned char k[KEYS_EVENT_LEN], rk[KEYS_REV_LEN], rv[8];
 
-	if (len > t->j->max_event_bytes)
+	if (len > t->j->max_event_bytes && !t->replica)
 		return err_set(e, -EFBIG, "event of %zu bytes over the limit "
 		    "of %u", len, t->j->max_event_bytes);
 	if (memchr(data, '\n', len) != NULL)
@@ -792,8 +859,11 @@ journal_txn_commit(struct journal_txn *t, uint64_t *first_rev, struct err *e)
 			goto out;
 		}
 		atomic_store(&d->mtime_ns, journal_now_ns());
+		if (t->replica)
+			atomic_store(&d->progress_ns, atomic_load(&d->mtime_ns));
 		atomic_store(&d->end_offset, t->offset);
 		atomic_store(&d->head, t->rev - 1);
+		journal_touch(j, d);
 		head = t->rev - 1;
 		journal_fh_end(j, seq);
 		atomic_fetch_add(&j->events_appended, t->count);
@@ -1292,6 +1362,7 @@ journal_snapshot_install(struct journal *j, uint32_t idx, uint64_t rev,
 		atomic_store(&d->snapshot_len, old_len);
 		goto out;
 	}
+	journal_touch(j, d);
 	log_info("snapshot installed: device %s, revision %llu, %zu bytes",
 	    d->id, (unsigned long long)rev, len);
 out:
@@ -1624,6 +1695,7 @@ journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 		atomic_store(&d->first_offset, journal_first_offset_of(j, d));
 		goto out;
 	}
+	journal_touch(j, d);
 	log_info("compacted: device %s, first retained revision %llu "
 	    "(offset %llu)", d->id, (unsigned long long)target,
 	    (unsigned long long)offset);
@@ -1634,4 +1706,143 @@ out:
 	if (rc == 0 && target > first)
 		rc = journal_delete_below(j, d, target, offset, e);
 	return rc < 0 ? rc : (int64_t)atomic_load(&d->first);
+}
+
+uint64_t
+journal_version(struct journal *j, uint32_t idx)
+{
+	return atomic_load(&journal_dev(j, idx)->version);
+}
+
+uint64_t
+journal_clock(struct journal *j)
+{
+	return atomic_load(&j->clock);
+}
+
+int
+journal_apply(struct journal *j, uint32_t idx, uint64_t first_rev,
+    const char *lines, size_t len, uint32_t count, struct err *e)
+{
+	struct journal_txn *t;
+	const char *p = lines, *end = lines + len, *nl;
+	uint32_t n = 0;
+	int rc;
+
+	if ((rc = journal_txn_open(j, idx, true, &t, e)) < 0)
+		return rc;
+	if (first_rev != t->rev) {
+		rc = err_set(e, -ESTALE, "device %s: revision %llu offered, "
+		    "%llu expected", t->d->id, (unsigned long long)first_rev,
+		    (unsigned long long)t->rev);
+		journal_txn_abort(t);
+		return rc;
+	}
+	for (; p < end; p = nl + 1, n++) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL ||
+		    (rc = journal_txn_add(t, p, (size_t)(nl - p), e)) < 0) {
+			journal_txn_abort(t);
+			return nl == NULL ? err_set(e, -EPROTO, "device %s: "
+			    "events not whole lines", t->d->id) : rc;
+		}
+	}
+	if (n != count) {
+		journal_txn_abort(t);
+		return err_set(e, -EPROTO, "device %s: %u events said, %u given",
+		    journal_dev(j, idx)->id, count, n);
+	}
+	return journal_txn_commit(t, NULL, e);
+}
+
+uint64_t
+journal_rev_offset(struct journal *j, uint32_t idx, uint64_t rev)
+{
+	struct device *d = journal_dev(j, idx);
+	struct store_iter *it;
+	uint64_t off = UINT64_MAX, r;
+
+	if (rev == atomic_load(&d->head) + 1)
+		return atomic_load(&d->end_offset);
+	if ((it = store_iter_new(j->store, false)) == NULL)
+		return UINT64_MAX;
+	if (rev >= atomic_load(&d->first) && rev <= atomic_load(&d->head) &&
+	    journal_seek_rev(it, d, rev) == 0 &&
+	    !journal_iter_event(it, d->devno, &off, &r))
+		off = UINT64_MAX;
+	store_iter_free(it);
+	return off;
+}
+
+int
+journal_replica_reset(struct journal *j, uint32_t idx, uint64_t rev,
+    uint64_t offset, const char *snap, size_t len, struct err *e)
+{
+	struct device *d = journal_dev(j, idx);
+	uint64_t old_first, old_first_off, old_head, old_end;
+	int rc;
+
+	if (d->local)
+		return err_set(e, -EPERM, "device %s: this node is its source",
+		    d->id);
+	/* appenders (the apply path) wait; the record moves with the snapshot */
+	pthread_mutex_lock(&d->lock);
+	old_head = atomic_load(&d->head);
+	old_end = atomic_load(&d->end_offset);
+	old_first = atomic_load(&d->first);
+	old_first_off = atomic_load(&d->first_offset);
+	if (rev <= old_head || offset < old_end) {
+		pthread_mutex_unlock(&d->lock);
+		return err_set(e, -ESTALE, "device %s: snapshot at %llu "
+		    "(offset %llu) behind head %llu (offset %llu)", d->id,
+		    (unsigned long long)rev, (unsigned long long)offset,
+		    (unsigned long long)old_head, (unsigned long long)old_end);
+	}
+	/* events below rev + 1 are covered by the snapshot: none is kept */
+	atomic_store(&d->first_offset, offset);
+	atomic_store(&d->first, rev + 1);
+	atomic_store(&d->end_offset, offset);
+	atomic_store(&d->head, rev);
+	atomic_store(&d->snapshot_rev, atomic_load(&d->snapshot_rev) > rev ?
+	    atomic_load(&d->snapshot_rev) : 0);
+	rc = journal_snapshot_install(j, idx, rev, snap, len, e);
+	if (rc < 0) {
+		atomic_store(&d->first_offset, old_first_off);
+		atomic_store(&d->first, old_first);
+		atomic_store(&d->end_offset, old_end);
+		atomic_store(&d->head, old_head);
+		pthread_mutex_unlock(&d->lock);
+		return rc;
+	}
+	atomic_store(&d->progress_ns, journal_now_ns());
+	pthread_mutex_unlock(&d->lock);
+	log_info("device %s: caught up from a snapshot at revision %llu",
+	    d->id, (unsigned long long)rev);
+	rc = journal_delete_below(j, d, rev + 1, offset, e);
+	if (j->notify != NULL)
+		j->notify(j->notify_arg, idx, rev);
+	return rc;
+}
+
+void
+journal_repl_set(struct journal *j, uint32_t idx, const char *upstream,
+    uint64_t upstream_head)
+{
+	struct device *d = journal_dev(j, idx);
+
+	pthread_mutex_lock(&d->meta_lock);
+	snprintf(d->upstream, sizeof(d->upstream), "%s", upstream);
+	d->upstream_head = upstream_head;
+	pthread_mutex_unlock(&d->meta_lock);
+}
+
+void
+journal_repl_get(struct journal *j, uint32_t idx, struct journal_repl *out)
+{
+	struct device *d = journal_dev(j, idx);
+
+	pthread_mutex_lock(&d->meta_lock);
+	memcpy(out->upstream, d->upstream, sizeof(out->upstream));
+	out->upstream_head = d->upstream_head;
+	pthread_mutex_unlock(&d->meta_lock);
+	out->progress_ns = atomic_load(&d->progress_ns);
 }

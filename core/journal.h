@@ -115,6 +115,9 @@ uint64_t journal_first(struct journal *j, uint32_t idx);
 uint64_t journal_first_offset(struct journal *j, uint32_t idx);
 /* The offset of the end of device idx's journal (lock-free). */
 uint64_t journal_end_offset(struct journal *j, uint32_t idx);
+/* The device's epoch, and its source's id (valid for the life of j). */
+uint64_t journal_epoch(struct journal *j, uint32_t idx);
+const char *journal_source(struct journal *j, uint32_t idx);
 /* Whether this node is the source of device idx. */
 bool journal_is_local(struct journal *j, uint32_t idx);
 
@@ -228,6 +231,42 @@ void journal_pin_free(struct journal *j, struct journal_pin *p);
  */
 int64_t journal_compact(struct journal *j, uint32_t idx, uint64_t first,
     struct err *e);
+
+/*
+ * Replication.  A replica device has another node as its source and takes
+ * events only through journal_apply(), which accepts revision head + 1 and
+ * nothing else (-ESTALE).  The lines are "payload\n" each; offsets follow
+ * the source's because they are the same sums.
+ */
+int journal_create_replica(struct journal *j, const char *id, size_t len,
+    uint64_t epoch, const char *source, uint64_t created_ns, uint32_t *idx,
+    struct err *e);
+int journal_apply(struct journal *j, uint32_t idx, uint64_t first_rev,
+    const char *lines, size_t len, uint32_t count, struct err *e);
+/*
+ * Catches a replica up from a snapshot at revision rev whose next event
+ * starts at byte offset: the snapshot is installed, the journal continues
+ * at rev + 1, and older events are deleted.  -ESTALE if the replica is not
+ * behind it.
+ */
+int journal_replica_reset(struct journal *j, uint32_t idx, uint64_t rev,
+    uint64_t offset, const char *snap, size_t len, struct err *e);
+/* Where revision rev starts (first <= rev <= head + 1); UINT64_MAX if not. */
+uint64_t journal_rev_offset(struct journal *j, uint32_t idx, uint64_t rev);
+
+/* The journal's change clock, and the clock at device idx's last change. */
+uint64_t journal_clock(struct journal *j);
+uint64_t journal_version(struct journal *j, uint32_t idx);
+
+/* What info and .status show of a device's replication. */
+struct journal_repl {
+	char upstream[JOURNAL_NODE_MAX + 1];	/* "" when none */
+	uint64_t upstream_head;			/* its head, as last heard */
+	uint64_t progress_ns;			/* last apply, CLOCK_REALTIME */
+};
+void journal_repl_set(struct journal *j, uint32_t idx, const char *upstream,
+    uint64_t upstream_head);
+void journal_repl_get(struct journal *j, uint32_t idx, struct journal_repl *out);
 
 /*
  * The firehose: every device's events in commit order, for `.live`.

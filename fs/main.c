@@ -356,6 +356,7 @@ main_on_commit(void *arg, uint32_t idx, uint64_t head)
 
 	pipes_notify(o->pipes, idx, head);
 	snapshot_notify(o->snapshots, idx, head);
+	peering_notify(o->peering, idx, head);
 }
 
 static bool

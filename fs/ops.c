@@ -28,6 +28,7 @@
 #include "fs.h"
 #include "lines.h"
 #include "log.h"
+#include "peering.h"
 #include "pipes.h"
 #include "snapshot.h"
 #include "tree.h"
@@ -281,6 +282,10 @@ ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	if (p.kind != TREE_ROOT)
 		return ops_reply_err(req, p.kind == TREE_DEV ? -EINVAL :
 		    -ENOTDIR);
+	/* an id a connected peer holds is taken, even if not replicated here */
+	if (journal_lookup(o->journal, name, strlen(name), &dev) < 0 &&
+	    peering_known(o->peering, name, strlen(name)))
+		return ops_reply_err(req, -EEXIST);
 	if ((rc = journal_create(o->journal, name, strlen(name), &dev,
 	    &e)) < 0) {
 		if (rc != -EINVAL && rc != -EEXIST)

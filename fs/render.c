@@ -42,7 +42,13 @@ render_status(struct odofs *o, struct buf *out)
 	rc |= buf_printf(out, ",\"peers\":");
 	rc |= o->peering ? peering_render_json(o->peering, out) :
 	    buf_printf(out, "[]");
-	rc |= buf_printf(out, ",\"subscriptions\":[]}\n");
+	if (o->peering != NULL) {
+		rc |= buf_append(out, ",", 1);
+		rc |= peering_render_sync(o->peering, out);
+		rc |= buf_printf(out, "}\n");
+	} else {
+		rc |= buf_printf(out, ",\"conflicts\":[],\"subscriptions\":[]}\n");
+	}
 	return rc ? -E2BIG : 0;
 }
 
@@ -105,6 +111,8 @@ render_metrics(struct odofs *o, struct buf *out)
 		    (unsigned long long)ps.open, (unsigned long long)ps.parked,
 		    (unsigned long long)ps.delivered);
 	}
+	if (o->peering != NULL)
+		rc |= peering_render_metrics(o->peering, out);
 	rc |= buf_printf(out, "# HELP odofs_errors_total Requests answered "
 	    "with an error, by errno.\n"
 	    "# TYPE odofs_errors_total counter\n");
@@ -128,6 +136,7 @@ int
 render_info(struct odofs *o, uint32_t dev, struct buf *out)
 {
 	struct journal_info in;
+	struct journal_repl r;
 	int rc = 0;
 
 	journal_info(o->journal, dev, &in);
@@ -136,10 +145,18 @@ render_info(struct odofs *o, uint32_t dev, struct buf *out)
 	rc |= buf_printf(out, ",\"epoch\":\"%016llx\",\"source\":",
 	    (unsigned long long)in.epoch);
 	rc |= buf_json_str(out, in.source, strlen(in.source));
+	journal_repl_get(o->journal, dev, &r);
+	rc |= buf_printf(out, ",\"subscribed_to\":");
+	rc |= r.upstream[0] ? buf_json_str(out, r.upstream, strlen(r.upstream)) :
+	    buf_printf(out, "null");
+	rc |= buf_printf(out, ",\"lag\":%llu,\"last_progress\":",
+	    (unsigned long long)(r.upstream_head > in.head ?
+	    r.upstream_head - in.head : 0));
+	rc |= r.progress_ns ? buf_printf(out, "%.3f", r.progress_ns / 1e9) :
+	    buf_printf(out, "null");
 	rc |= buf_printf(out, ",\"local\":%s,\"created_ns\":%llu,"
 	    "\"first\":%llu,\"head\":%llu,\"first_offset\":%llu,"
-	    "\"end_offset\":%llu,\"bytes\":%llu,\"snapshot\":%llu,"
-	    "\"subscribed_to\":null,\"lag\":0,\"last_progress\":null}\n",
+	    "\"end_offset\":%llu,\"bytes\":%llu,\"snapshot\":%llu}\n",
 	    in.local ? "true" : "false", (unsigned long long)in.created_ns,
 	    (unsigned long long)in.first, (unsigned long long)in.head,
 	    (unsigned long long)in.first_offset,

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "loop.h"
 #include "peering.h"
+#include "sync.h"
 #include "tls.h"
 #include "wire.h"
 
@@ -70,6 +71,7 @@ struct peer {
 	bool seed;
 	bool hello_in;				/* their HELLO arrived */
 	struct conn *conn;
+	struct sync_peer *sp;			/* while active */
 	struct loop_timer *timer;
 	uint64_t last_rx_ms;
 	bool dead;				/* unlinked, free pending */
@@ -97,6 +99,9 @@ struct peering {
 	int listen_fd;
 	struct loop_fd *listen_h;
 	struct loop_timer *tick;		/* seeds: resolve and add */
+	struct loop_timer *sync_tick;		/* every peering.tick_ms */
+	struct sync *sync;
+	atomic_bool committed;			/* journal commits to push */
 	struct loop_task *reap;			/* frees dead entries */
 	struct peer *peers;
 	struct peer *dead;			/* unlinked, to free */
@@ -116,13 +121,34 @@ static void peer_conn_open(void *arg, struct conn *c);
 static void peer_conn_frame(void *arg, struct conn *c, uint8_t type,
     const uint8_t *payload, size_t len);
 static void peer_conn_close(void *arg, struct conn *c, const char *reason);
+static void peer_conn_writable(void *arg, struct conn *c);
 
 static const struct conn_cb peer_conn_cb = {
 	.on_open = peer_conn_open,
 	.on_frame = peer_conn_frame,
-	.on_writable = NULL,
+	.on_writable = peer_conn_writable,
 	.on_close = peer_conn_close,
 };
+
+/* Leaving active: replication forgets the peer before its connection. */
+static void
+peer_unsync(struct peer *pe)
+{
+	if (pe->sp != NULL) {
+		sync_peer_del(pe->pr->sync, pe->sp);
+		pe->sp = NULL;
+	}
+}
+
+static void
+peer_conn_writable(void *arg, struct conn *c)
+{
+	struct peer *pe = arg;
+
+	(void)c;
+	if (pe->sp != NULL)
+		sync_writable(pe->pr->sync, pe->sp);
+}
 
 /* Publishes the table for .status and .peers. */
 static void
@@ -294,6 +320,7 @@ peer_send_bye(struct peer *pe, uint16_t code, const char *reason)
 static void
 peer_drop(struct peer *pe, uint16_t code, const char *reason)
 {
+	peer_unsync(pe);
 	if (pe->conn == NULL)
 		return;
 	peer_send_bye(pe, code, reason);
@@ -529,6 +556,8 @@ peer_activate(struct peer *pe)
 			    e.msg);
 	}
 	peering_exchange(p);
+	if ((pe->sp = sync_peer_add(p->sync, pe->id, pe->conn)) == NULL)
+		peer_drop(pe, WIRE_BYE_ERROR, "out of memory");
 }
 
 /*
@@ -580,8 +609,18 @@ peer_on_hello(struct peer *pe, const uint8_t *payload, size_t len)
 	snprintf(pe->id, sizeof(pe->id), "%s", m.id);
 	if (m.listen[0] != '\0' && peering_split(m.listen, host, sizeof(host),
 	    &port) && conn_incoming(pe->conn) && pe->host[0] == '\0') {
-		snprintf(pe->host, sizeof(pe->host), "%s", host);
-		pe->port = port;
+		/* a wildcard listen address: the address it came from */
+		if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) {
+			char ps[16];
+
+			if (listen_split(conn_peer_addr(pe->conn), host,
+			    sizeof(host), ps, sizeof(ps)) < 0)
+				host[0] = '\0';
+		}
+		if (host[0] != '\0') {
+			snprintf(pe->host, sizeof(pe->host), "%s", host);
+			pe->port = port;
+		}
 	}
 	/* an entry already active for this id: keep one connection */
 	other = peering_find_id(p, m.id, pe);
@@ -710,6 +749,13 @@ peer_conn_frame(void *arg, struct conn *c, uint8_t type,
 		peer_on_peers(pe, payload, len);
 		return;
 	default:
+		if (type >= WIRE_REPL_FIRST && type <= WIRE_REPL_LAST &&
+		    pe->sp != NULL) {
+			if (sync_frame(pe->pr->sync, pe->sp, type, payload, len,
+			    why, sizeof(why)) < 0)
+				peer_drop(pe, WIRE_BYE_PROTOCOL, why);
+			return;
+		}
 		snprintf(why, sizeof(why), "unexpected %s frame",
 		    wire_type_name(type, tmp, sizeof(tmp)));
 		peer_drop(pe, WIRE_BYE_PROTOCOL, why);
@@ -728,6 +774,7 @@ peer_conn_close(void *arg, struct conn *c, const char *reason)
 	bool was_active = pe->state == PEER_ACTIVE;
 
 	(void)c;
+	peer_unsync(pe);
 	pe->conn = NULL;
 	if (was_active)
 		log_info("peer %s (%s): connection closed: %s",
@@ -886,8 +933,11 @@ peering_wake(void *arg)
 	struct peering *p = arg;
 	bool open = false;
 
-	if (!atomic_load(&p->stopping))
+	if (!atomic_load(&p->stopping)) {
+		if (atomic_exchange(&p->committed, false))
+			sync_pump(p->sync);
 		return;
+	}
 	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next) {
 		loop_timer_cancel(pe->timer);
 		if (pe->conn != NULL) {
@@ -897,6 +947,46 @@ peering_wake(void *arg)
 	}
 	if (!open)
 		loop_stop(p->loop);
+}
+
+static void
+peering_sync_tick(void *arg)
+{
+	struct peering *p = arg;
+
+	if (atomic_load(&p->stopping))
+		return;
+	sync_tick(p->sync);
+	loop_timer_arm(p->sync_tick, p->cfg->tick_ms);
+}
+
+void
+peering_notify(void *arg, uint32_t idx, uint64_t head)
+{
+	struct peering *p = arg;
+
+	(void)idx;
+	(void)head;
+	if (p != NULL && !atomic_exchange(&p->committed, true))
+		loop_wake(p->loop);
+}
+
+bool
+peering_known(struct peering *p, const char *id, size_t len)
+{
+	return p != NULL && sync_known(p->sync, id, len);
+}
+
+int
+peering_render_sync(struct peering *p, struct buf *out)
+{
+	return sync_render_json(p->sync, out);
+}
+
+int
+peering_render_metrics(struct peering *p, struct buf *out)
+{
+	return sync_render_metrics(p->sync, out);
 }
 
 static void *
@@ -945,7 +1035,10 @@ peering_open(struct peering **out, const struct config *cfg,
 	}
 	if ((rc = tls_ctx_check(p->tls, e)) < 0)
 		goto fail;
-	if ((rc = loop_open(&p->loop, e)) < 0 ||
+	if ((rc = sync_open(&p->sync, cfg, j, e)) < 0 ||
+	    (rc = loop_open(&p->loop, e)) < 0 ||
+	    (rc = loop_timer_add(&p->sync_tick, p->loop, peering_sync_tick, p,
+	    e)) < 0 ||
 	    (rc = loop_timer_add(&p->tick, p->loop, peering_tick, p, e)) < 0 ||
 	    (rc = loop_task_add(&p->reap, p->loop, peering_reap, p, e)) < 0)
 		goto fail;
@@ -965,8 +1058,8 @@ peering_start(struct peering *p, struct err *e)
 {
 	int rc;
 
-	/* the entries need their timers' callbacks: set them here */
 	peering_tick(p);
+	loop_timer_arm(p->sync_tick, p->cfg->tick_ms);
 	if (history_load(p->journal, peering_add_history, p, e) < 0)
 		log_warnx("peer history not loaded: %s", e->msg);
 	if ((rc = pthread_create(&p->thread, NULL, peering_main, p)) != 0)
@@ -996,13 +1089,17 @@ peering_close(struct peering *p)
 		struct peer *pe = p->peers;
 
 		p->peers = pe->next;
+		if (pe->sp != NULL)
+			sync_peer_del(p->sync, pe->sp);
 		loop_timer_del(pe->timer);
 		free(pe);
 	}
+	sync_close(p->sync);
 	if (p->loop != NULL)
 		peering_reap(p);
 	loop_fd_del(p->listen_h);
 	loop_timer_del(p->tick);
+	loop_timer_del(p->sync_tick);
 	loop_task_del(p->reap);
 	loop_close(p->loop);
 	if (p->listen_fd >= 0)

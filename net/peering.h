@@ -26,6 +26,10 @@
 #ifndef ODOFS_PEERING_H
 #define ODOFS_PEERING_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "buf.h"
 #include "config.h"
 #include "err.h"
@@ -48,6 +52,18 @@ int peering_start(struct peering *p, struct err *e);
  */
 void peering_stop(struct peering *p);
 void peering_close(struct peering *p);
+
+/*
+ * A journal_notify_fn (any thread): something was committed, so the net
+ * thread pushes it to subscribed peers.  p may be NULL.
+ */
+void peering_notify(void *p, uint32_t idx, uint64_t head);
+/* Whether a connected peer's catalogue has device id.  Any thread. */
+bool peering_known(struct peering *p, const char *id, size_t len);
+/* The "conflicts" and "subscriptions" members of .status. */
+int peering_render_sync(struct peering *p, struct buf *out);
+/* Replication metrics, Prometheus lines. */
+int peering_render_metrics(struct peering *p, struct buf *out);
 
 /* The "peers" array of .status, as JSON. */
 int peering_render_json(struct peering *p, struct buf *out);

@@ -26,6 +26,23 @@
  *	 4 BYE    u16 code (enum wire_bye_code), reason
  *	 5 PEERS  u16 count (<= WIRE_PEERS_MAX), count x { id, host, u16 port }
  *
+ * Replication (SPEC §8; see net/sync.c):
+ *
+ *	16 CATALOGUE   u8 flags (WIRE_CAT_FULL), u16 count (<= WIRE_CAT_MAX),
+ *	               count x { device, u64 epoch, source id, u64 created_ns,
+ *	               u64 first, u64 head, u64 snapshot, u8 role, upstream }
+ *	17 SUBSCRIBE   device, u64 epoch, u64 from, u32 sub
+ *	18 UNSUBSCRIBE device, u32 sub
+ *	19 EVENTS      device, u32 sub, u64 first, u32 count, u32 n, n bytes
+ *	               of count lines "payload\n"
+ *	20 SNAPSHOT    device, u32 sub, u8 mode, u64 rev, u64 offset,
+ *	               u64 total, u64 at, u32 n, n bytes (the payload's bytes
+ *	               at..at+n of total)
+ *	21 REJECT      device, u32 sub, reason
+ *
+ * A device is a string that satisfies config_valid_id() with at most
+ * WIRE_DEVICE_MAX bytes; upstream is a node id or "".
+ *
  * Encoders append one whole frame to a struct buf (core/buf.h) and leave it
  * untouched on failure; the buffer's maximum bounds what they may write.
  */
@@ -57,6 +74,12 @@ enum wire_type {
 	WIRE_PEERS = 5,
 	/* 6..15: spare for the session layer */
 	WIRE_REPL_FIRST = 16,	/* 16..63: replication messages */
+	WIRE_CATALOGUE = 16,
+	WIRE_SUBSCRIBE = 17,
+	WIRE_UNSUBSCRIBE = 18,
+	WIRE_EVENTS = 19,
+	WIRE_SNAPSHOT = 20,
+	WIRE_REJECT = 21,
 	WIRE_REPL_LAST = 63,
 };
 
@@ -220,5 +243,73 @@ int wire_peers_decode(const uint8_t *p, size_t n, struct wire_peer *peers,
 
 /* Whether host and port make a PEERS entry (see struct wire_peer). */
 bool wire_peer_addr_ok(const char *host, uint16_t port);
+
+/*
+ * Replication messages.
+ */
+#define WIRE_DEVICE_MAX		128
+#define WIRE_CAT_MAX		512	/* entries of one CATALOGUE frame */
+#define WIRE_CAT_FULL		0x01	/* the first frame of a whole catalogue */
+#define WIRE_ROLE_SOURCE	0
+#define WIRE_ROLE_REPLICA	1
+
+struct wire_cat_entry {
+	char device[WIRE_DEVICE_MAX + 1];
+	uint64_t epoch;
+	char source[WIRE_ID_MAX + 1];
+	uint64_t created_ns;
+	uint64_t first, head, snapshot;
+	uint8_t role;				/* WIRE_ROLE_* */
+	char upstream[WIRE_ID_MAX + 1];	/* "" for none */
+};
+int wire_catalogue_encode(struct buf *b, uint8_t flags,
+    const struct wire_cat_entry *e, size_t count);
+/* Decodes into e[cap]; -ENOSPC when count exceeds cap. */
+int wire_catalogue_decode(const uint8_t *p, size_t n, uint8_t *flags,
+    struct wire_cat_entry *e, size_t cap, size_t *count);
+
+struct wire_sub {
+	char device[WIRE_DEVICE_MAX + 1];
+	uint64_t epoch;				/* SUBSCRIBE only */
+	uint64_t from;				/* SUBSCRIBE only */
+	uint32_t sub;
+	char reason[WIRE_REASON_MAX + 1];	/* REJECT only */
+};
+int wire_subscribe_encode(struct buf *b, const struct wire_sub *m);
+int wire_subscribe_decode(const uint8_t *p, size_t n, struct wire_sub *m);
+int wire_unsubscribe_encode(struct buf *b, const struct wire_sub *m);
+int wire_unsubscribe_decode(const uint8_t *p, size_t n, struct wire_sub *m);
+int wire_reject_encode(struct buf *b, const struct wire_sub *m);
+int wire_reject_decode(const uint8_t *p, size_t n, struct wire_sub *m);
+
+/* EVENTS: lines point into the payload when decoded. */
+struct wire_events {
+	char device[WIRE_DEVICE_MAX + 1];
+	uint32_t sub;
+	uint64_t first;
+	uint32_t count;
+	const uint8_t *lines;
+	uint32_t len;
+};
+/* count must be the number of '\n' in lines, which must end in one. */
+int wire_events_encode(struct buf *b, const struct wire_events *m);
+int wire_events_decode(const uint8_t *p, size_t n, struct wire_events *m);
+
+#define WIRE_SNAP_RESET		0	/* catch-up: the journal continues after it */
+#define WIRE_SNAP_INSTALL	1	/* a newer snapshot of events already held */
+
+struct wire_snapshot {
+	char device[WIRE_DEVICE_MAX + 1];
+	uint32_t sub;
+	uint8_t mode;
+	uint64_t rev;
+	uint64_t offset;	/* RESET: where revision rev + 1 starts */
+	uint64_t total;		/* bytes of the whole payload */
+	uint64_t at;		/* offset of this chunk in it */
+	const uint8_t *data;	/* points into the payload when decoded */
+	uint32_t len;
+};
+int wire_snapshot_encode(struct buf *b, const struct wire_snapshot *m);
+int wire_snapshot_decode(const uint8_t *p, size_t n, struct wire_snapshot *m);
 
 #endif

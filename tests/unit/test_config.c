@@ -364,8 +364,8 @@ test_errors(void)
 	    "snapshot.keep_events: ", "must be between");
 	EXPECT_ERR("snapshot: { timeout_seconds = 0; };\n", 1,
 	    "snapshot.timeout_seconds: ", "must be between 1 and 86400");
-	EXPECT_ERR("limits: { max_event_bytes = 16777217; };\n", 1,
-	    "limits.max_event_bytes: ", "must be between 1 and 16777216");
+	EXPECT_ERR("limits: { max_event_bytes = 4194305; };\n", 1,
+	    "limits.max_event_bytes: ", "must be between 1 and 4194304");
 
 	memset(longstr, 'a', 4096);
 	longstr[4096] = '\0';

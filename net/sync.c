@@ -1,0 +1,1322 @@
+/*
+ * sync: see sync.h.
+ *
+ * State, all owned by the net thread:
+ *  - per active peer (struct sync_peer): its catalogue (a hash from device
+ *    id to the last entry it sent), the streams we serve it (one per device
+ *    it subscribed to: a cursor over our store, and a snapshot in flight),
+ *    the journal clock up to which it has our catalogue, and counters;
+ *  - per device of ours (struct follow, indexed like the journal): whom we
+ *    follow it from, the subscription number, when it last progressed, a
+ *    peer to avoid after a stall or a refusal, and a snapshot being
+ *    received.
+ * Memory grows with devices and peers only: a stream is a cursor, events
+ * are read from the store into one reused buffer, and how much is in
+ * flight to a peer is bounded by its connection's send queue.
+ *
+ * The catalogues are also read by FUSE threads (sync_known), so they are
+ * changed under cat_lock; the conflicts and the per-peer counters shown in
+ * .status and .metrics are published under view_lock.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "history.h"
+#include "log.h"
+#include "loop.h"
+#include "sync.h"
+#include "wire.h"
+
+#define SYNC_BATCH		(1u << 20)	/* bytes of events per frame */
+#define SYNC_SNAP_CHUNK		(1u << 20)	/* bytes of snapshot per frame */
+#define SYNC_AVOID_MS		60000		/* how long a refusal is avoided */
+#define SYNC_MAX_CONFLICTS	256
+
+struct cat {
+	struct wire_cat_entry *e;	/* entries, in arrival order */
+	size_t n, cap;
+	uint32_t *hash;			/* index + 1; 0 = empty */
+	size_t hcap;			/* power of two, > 2n */
+};
+
+struct serve {
+	uint32_t idx;			/* our device */
+	uint32_t sub;			/* the subscriber's number */
+	uint64_t next;			/* next revision to send */
+	uint64_t snap_sent;		/* latest snapshot it has from us */
+	struct journal_snap *snap;	/* a snapshot in flight */
+	uint8_t snap_mode;
+	uint64_t snap_at, snap_offset;
+	bool waiting;			/* rejected, or ahead of us: idle */
+};
+
+struct sync_peer {
+	struct sync *s;
+	char id[WIRE_ID_MAX + 1];
+	struct conn *conn;
+	struct cat cat;			/* under s->cat_lock */
+	struct serve *serves;
+	size_t nserves, capserves, rr;
+	uint64_t cat_clock;		/* our changes it has heard of */
+	uint64_t events_in, events_out, bytes_in, bytes_out;
+	struct sync_peer *next;
+};
+
+struct snap_rx {
+	uint8_t mode;
+	uint64_t rev, offset, total;
+	struct buf data;
+};
+
+struct follow {
+	struct sync_peer *up;		/* NULL: following no one */
+	uint32_t sub;
+	uint64_t progress_ms;		/* subscribed, or last applied */
+	uint64_t head_seen;		/* our head at progress_ms */
+	char avoid[WIRE_ID_MAX + 1];	/* a peer that stalled or refused */
+	uint64_t avoid_until_ms;
+	struct snap_rx *rx;
+};
+
+struct conflict {
+	char device[WIRE_DEVICE_MAX + 1];
+	char peer[WIRE_ID_MAX + 1];
+	uint64_t ours_epoch, theirs_epoch;
+	char ours_source[WIRE_ID_MAX + 1], theirs_source[WIRE_ID_MAX + 1];
+	time_t since;
+};
+
+struct peer_counters {
+	char id[WIRE_ID_MAX + 1];
+	uint64_t events_in, events_out, bytes_in, bytes_out;
+	size_t serves;
+};
+
+struct sync {
+	const struct config *cfg;
+	struct journal *journal;
+	pthread_mutex_t cat_lock;	/* protects every peer's cat, peers list */
+	struct sync_peer *peers;
+	struct follow *follow;		/* net thread */
+	size_t nfollow;
+	uint32_t next_sub;
+	uint64_t next_eval_ms;
+	char *evbuf;			/* reused read buffer for EVENTS */
+	size_t evcap;
+	struct buf frame;		/* reused encoding buffer */
+	struct wire_cat_entry *catbuf;	/* WIRE_CAT_MAX entries, reused */
+	uint64_t applied, rejected_frames;
+
+	pthread_mutex_t view_lock;	/* protects what follows */
+	struct conflict *conflicts;
+	size_t nconflicts;
+	struct peer_counters *counters;
+	size_t ncounters;
+};
+
+/*
+ * The catalogue hash: device id -> entry.
+ */
+static uint64_t
+cat_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static struct wire_cat_entry *
+cat_find(const struct cat *c, const char *dev)
+{
+	if (c->hcap == 0)
+		return NULL;
+	for (size_t i = cat_hash(dev) & (c->hcap - 1);; i = (i + 1) & (c->hcap - 1)) {
+		if (c->hash[i] == 0)
+			return NULL;
+		if (strcmp(c->e[c->hash[i] - 1].device, dev) == 0)
+			return &c->e[c->hash[i] - 1];
+	}
+}
+
+static int
+cat_put(struct cat *c, const struct wire_cat_entry *in)
+{
+	struct wire_cat_entry *old = cat_find(c, in->device);
+
+	if (old != NULL) {
+		*old = *in;
+		return 0;
+	}
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct wire_cat_entry *e = realloc(c->e, cap * sizeof(*e));
+
+		if (e == NULL)
+			return -ENOMEM;
+		c->e = e;
+		c->cap = cap;
+	}
+	if ((c->n + 1) * 2 > c->hcap) {
+		size_t hcap = c->hcap ? c->hcap * 2 : 128;
+		uint32_t *h = calloc(hcap, sizeof(*h));
+
+		if (h == NULL)
+			return -ENOMEM;
+		free(c->hash);
+		c->hash = h;
+		c->hcap = hcap;
+		for (size_t k = 0; k < c->n; k++) {
+			size_t i = cat_hash(c->e[k].device) & (hcap - 1);
+
+			while (h[i] != 0)
+				i = (i + 1) & (hcap - 1);
+			h[i] = (uint32_t)k + 1;
+		}
+	}
+	c->e[c->n] = *in;
+	{
+		size_t i = cat_hash(in->device) & (c->hcap - 1);
+
+		while (c->hash[i] != 0)
+			i = (i + 1) & (c->hcap - 1);
+		c->hash[i] = (uint32_t)c->n + 1;
+	}
+	c->n++;
+	return 0;
+}
+
+static void
+cat_clear(struct cat *c)
+{
+	c->n = 0;
+	if (c->hash != NULL)
+		memset(c->hash, 0, c->hcap * sizeof(*c->hash));
+}
+
+static void
+cat_free(struct cat *c)
+{
+	free(c->e);
+	free(c->hash);
+	memset(c, 0, sizeof(*c));
+}
+
+/*
+ * Helpers.
+ */
+static bool
+sync_selected(const struct sync *s, const char *dev)
+{
+	for (size_t i = 0; i < s->cfg->ndevices; i++)
+		if (fnmatch(s->cfg->devices[i], dev, 0) == 0)
+			return true;
+	return false;
+}
+
+/* The follow entry of idx, growing the array to the journal's size. */
+static struct follow *
+sync_follow(struct sync *s, uint32_t idx)
+{
+	uint32_t n = journal_count(s->journal);
+
+	if (idx >= n)
+		return NULL;
+	if (n > s->nfollow) {
+		struct follow *f = realloc(s->follow, n * sizeof(*f));
+
+		if (f == NULL)
+			return NULL;
+		memset(f + s->nfollow, 0, (n - s->nfollow) * sizeof(*f));
+		s->follow = f;
+		s->nfollow = n;
+	}
+	return &s->follow[idx];
+}
+
+static void
+sync_send(struct sync_peer *sp)
+{
+	int rc = conn_send(sp->conn, sp->s->frame.data, sp->s->frame.len);
+
+	if (rc < 0 && rc != -EPIPE)
+		log_warnx("peer %s: replication frame not sent: %s", sp->id,
+		    strerror(-rc));
+}
+
+static void
+sync_entry(struct sync *s, uint32_t idx, struct wire_cat_entry *e)
+{
+	struct journal_info in;
+	struct follow *f = idx < s->nfollow ? &s->follow[idx] : NULL;
+
+	journal_info(s->journal, idx, &in);
+	memset(e, 0, sizeof(*e));
+	snprintf(e->device, sizeof(e->device), "%s", in.id);
+	e->epoch = in.epoch;
+	snprintf(e->source, sizeof(e->source), "%s", in.source);
+	e->created_ns = in.created_ns;
+	e->first = in.first;
+	e->head = in.head;
+	e->snapshot = in.snapshot_rev;
+	e->role = in.local ? WIRE_ROLE_SOURCE : WIRE_ROLE_REPLICA;
+	if (f != NULL && f->up != NULL)
+		snprintf(e->upstream, sizeof(e->upstream), "%s", f->up->id);
+}
+
+/* Sends the entries of our devices changed after since (0: all). */
+static void
+sync_send_catalogue(struct sync *s, struct sync_peer *sp, uint64_t since,
+    bool full)
+{
+	uint32_t n = journal_count(s->journal);
+	size_t k = 0;
+	bool first = true;
+
+	for (uint32_t i = 0; i <= n; i++) {
+		if (i < n && (since == 0 || journal_version(s->journal, i) > since))
+			sync_entry(s, i, &s->catbuf[k++]);
+		if (k == WIRE_CAT_MAX || (i == n && (k > 0 || (full && first)))) {
+			buf_reset(&s->frame);
+			if (wire_catalogue_encode(&s->frame, full && first ?
+			    WIRE_CAT_FULL : 0, s->catbuf, k) == 0)
+				sync_send(sp);
+			first = false;
+			k = 0;
+		}
+	}
+}
+
+static void
+sync_counters_publish(struct sync *s)
+{
+	struct peer_counters *c;
+	size_t n = 0, i = 0;
+
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next)
+		n++;
+	if ((c = calloc(n ? n : 1, sizeof(*c))) == NULL)
+		return;
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next, i++) {
+		snprintf(c[i].id, sizeof(c[i].id), "%s", sp->id);
+		c[i].events_in = sp->events_in;
+		c[i].events_out = sp->events_out;
+		c[i].bytes_in = sp->bytes_in;
+		c[i].bytes_out = sp->bytes_out;
+		c[i].serves = sp->nserves;
+	}
+	pthread_mutex_lock(&s->view_lock);
+	free(s->counters);
+	s->counters = c;
+	s->ncounters = n;
+	pthread_mutex_unlock(&s->view_lock);
+}
+
+/*
+ * Following.
+ */
+static void
+sync_unsubscribe(struct sync *s, uint32_t idx, struct follow *f)
+{
+	struct wire_sub m;
+
+	if (f->up == NULL)
+		return;
+	memset(&m, 0, sizeof(m));
+	snprintf(m.device, sizeof(m.device), "%s",
+	    journal_id(s->journal, idx, &(size_t){0}));
+	m.sub = f->sub;
+	buf_reset(&s->frame);
+	if (wire_unsubscribe_encode(&s->frame, &m) == 0)
+		sync_send(f->up);
+	f->up = NULL;
+	if (f->rx != NULL) {
+		buf_release(&f->rx->data);
+		free(f->rx);
+		f->rx = NULL;
+	}
+	journal_repl_set(s->journal, idx, "", 0);
+}
+
+static void
+sync_subscribe(struct sync *s, uint32_t idx, struct follow *f,
+    struct sync_peer *up, uint64_t up_head)
+{
+	struct wire_sub m;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(m.device, sizeof(m.device), "%s",
+	    journal_id(s->journal, idx, &(size_t){0}));
+	m.epoch = journal_epoch(s->journal, idx);
+	m.from = journal_head(s->journal, idx) + 1;
+	m.sub = ++s->next_sub;
+	buf_reset(&s->frame);
+	if (wire_subscribe_encode(&s->frame, &m) < 0)
+		return;
+	sync_send(up);
+	f->up = up;
+	f->sub = m.sub;
+	f->progress_ms = loop_now_ms();
+	f->head_seen = m.from - 1;
+	journal_repl_set(s->journal, idx, up->id, up_head);
+	log_info("device %s: following %s from revision %llu", m.device,
+	    up->id, (unsigned long long)m.from);
+}
+
+/* Whether a's entry should be preferred over b's to create a device. */
+static bool
+sync_older(const struct wire_cat_entry *a, const struct wire_cat_entry *b)
+{
+	if (a->created_ns != b->created_ns)
+		return a->created_ns < b->created_ns;
+	return strcmp(a->source, b->source) < 0;
+}
+
+static void
+sync_conflict(struct sync *s, uint32_t idx, struct sync_peer *sp,
+    const struct wire_cat_entry *e)
+{
+	struct conflict *c;
+
+	pthread_mutex_lock(&s->view_lock);
+	for (size_t i = 0; i < s->nconflicts; i++) {
+		c = &s->conflicts[i];
+		if (strcmp(c->device, e->device) == 0 &&
+		    strcmp(c->peer, sp->id) == 0 && c->theirs_epoch == e->epoch &&
+		    strcmp(c->theirs_source, e->source) == 0) {
+			pthread_mutex_unlock(&s->view_lock);
+			return;
+		}
+	}
+	if (s->nconflicts == SYNC_MAX_CONFLICTS) {
+		pthread_mutex_unlock(&s->view_lock);
+		return;
+	}
+	c = &s->conflicts[s->nconflicts++];
+	memset(c, 0, sizeof(*c));
+	snprintf(c->device, sizeof(c->device), "%s", e->device);
+	snprintf(c->peer, sizeof(c->peer), "%s", sp->id);
+	c->ours_epoch = journal_epoch(s->journal, idx);
+	snprintf(c->ours_source, sizeof(c->ours_source), "%s",
+	    journal_source(s->journal, idx));
+	c->theirs_epoch = e->epoch;
+	snprintf(c->theirs_source, sizeof(c->theirs_source), "%s", e->source);
+	c->since = time(NULL);
+	pthread_mutex_unlock(&s->view_lock);
+	log_warnx("conflict: device %s: we hold epoch %016llx from %s, peer %s "
+	    "has epoch %016llx from %s; nothing is merged", e->device,
+	    (unsigned long long)c->ours_epoch, c->ours_source, sp->id,
+	    (unsigned long long)e->epoch, e->source);
+}
+
+/* Whether e (from a peer) is the same journal as our device idx. */
+static bool
+sync_same(struct sync *s, uint32_t idx, const struct wire_cat_entry *e)
+{
+	return e->epoch == journal_epoch(s->journal, idx) &&
+	    strcmp(e->source, journal_source(s->journal, idx)) == 0;
+}
+
+/*
+ * Chooses the upstream of device idx (a replica): the active peer with
+ * the same journal and the highest head, the source on ties, then the
+ * smaller id; a peer to avoid only when there is no other.
+ */
+static void
+sync_evaluate_device(struct sync *s, uint32_t idx)
+{
+	struct follow *f = sync_follow(s, idx);
+	struct sync_peer *best = NULL, *best_avoided = NULL;
+	const struct wire_cat_entry *be = NULL, *bae = NULL;
+	uint64_t now = loop_now_ms();
+	size_t idlen;
+	const char *id = journal_id(s->journal, idx, &idlen);
+
+	if (f == NULL || journal_is_local(s->journal, idx))
+		return;
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
+		const struct wire_cat_entry *e = cat_find(&sp->cat, id);
+		bool avoided;
+
+		if (e == NULL || !sync_same(s, idx, e))
+			continue;
+		avoided = now < f->avoid_until_ms && strcmp(f->avoid, sp->id) == 0;
+#define BETTER(x, xe) ((x) == NULL || e->head > (xe)->head ||		\
+	(e->head == (xe)->head && ((e->role == WIRE_ROLE_SOURCE &&	\
+	(xe)->role != WIRE_ROLE_SOURCE) || (e->role == (xe)->role &&	\
+	strcmp(sp->id, (x)->id) < 0))))
+		if (avoided) {
+			if (BETTER(best_avoided, bae)) {
+				best_avoided = sp;
+				bae = e;
+			}
+		} else if (BETTER(best, be)) {
+			best = sp;
+			be = e;
+		}
+#undef BETTER
+	}
+	if (best == NULL) {
+		best = best_avoided;
+		be = bae;
+	}
+	/* a current upstream as good as the best is kept: no churn */
+	if (f->up != NULL && best != NULL && f->up != best) {
+		const struct wire_cat_entry *ce = cat_find(&f->up->cat, id);
+		bool cur_avoided = now < f->avoid_until_ms &&
+		    strcmp(f->avoid, f->up->id) == 0;
+
+		if (ce != NULL && sync_same(s, idx, ce) && !cur_avoided &&
+		    ce->head >= be->head && !(be->role == WIRE_ROLE_SOURCE &&
+		    ce->role != WIRE_ROLE_SOURCE && ce->head == be->head))
+			best = f->up;
+	}
+	if (best == f->up) {
+		if (best != NULL)
+			journal_repl_set(s->journal, idx, best->id,
+			    cat_find(&best->cat, id)->head);
+		return;
+	}
+	sync_unsubscribe(s, idx, f);
+	if (best != NULL)
+		sync_subscribe(s, idx, f, best, be->head);
+}
+
+/* A catalogue entry from sp: create the device if new, note conflicts. */
+static void
+sync_consider(struct sync *s, struct sync_peer *sp,
+    const struct wire_cat_entry *e)
+{
+	struct wire_cat_entry pick = *e;
+	uint32_t idx;
+	struct err err;
+
+	if (journal_lookup(s->journal, e->device, strlen(e->device), &idx) == 0) {
+		if (!sync_same(s, idx, e)) {
+			sync_conflict(s, idx, sp, e);
+			return;
+		}
+		sync_evaluate_device(s, idx);
+		return;
+	}
+	if (!sync_selected(s, e->device) ||
+	    strcmp(e->source, s->cfg->node_id) == 0)
+		return;
+	/* new to us: of every epoch our peers hold, the oldest creation */
+	for (struct sync_peer *q = s->peers; q != NULL; q = q->next) {
+		const struct wire_cat_entry *o = cat_find(&q->cat, e->device);
+
+		if (o != NULL && sync_older(o, &pick))
+			pick = *o;
+	}
+	err_clear(&err);
+	if (journal_create_replica(s->journal, pick.device,
+	    strlen(pick.device), pick.epoch, pick.source, pick.created_ns, &idx,
+	    &err) < 0) {
+		log_warnx("device %s: replica not created: %s", pick.device,
+		    err.msg);
+		return;
+	}
+	log_info("device %s: replica of %s (epoch %016llx) created",
+	    pick.device, pick.source, (unsigned long long)pick.epoch);
+	/* every peer's entry may now conflict with the one we chose */
+	for (struct sync_peer *q = s->peers; q != NULL; q = q->next) {
+		const struct wire_cat_entry *o = cat_find(&q->cat, e->device);
+
+		if (o != NULL && !sync_same(s, idx, o))
+			sync_conflict(s, idx, q, o);
+	}
+	sync_evaluate_device(s, idx);
+}
+
+static void
+sync_evaluate_all(struct sync *s)
+{
+	uint32_t n = journal_count(s->journal);
+
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next)
+		for (size_t i = 0; i < sp->cat.n; i++)
+			if (journal_lookup(s->journal, sp->cat.e[i].device,
+			    strlen(sp->cat.e[i].device), &(uint32_t){0}) < 0)
+				sync_consider(s, sp, &sp->cat.e[i]);
+	for (uint32_t i = 0; i < n; i++)
+		sync_evaluate_device(s, i);
+}
+
+/*
+ * Serving.
+ */
+static struct serve *
+sync_serve_find(struct sync_peer *sp, uint32_t idx)
+{
+	for (size_t i = 0; i < sp->nserves; i++)
+		if (sp->serves[i].idx == idx)
+			return &sp->serves[i];
+	return NULL;
+}
+
+static void
+sync_serve_drop(struct sync_peer *sp, struct serve *sv)
+{
+	journal_snap_close(sv->snap);
+	*sv = sp->serves[--sp->nserves];
+}
+
+static void
+sync_reject(struct sync *s, struct sync_peer *sp, const char *dev,
+    uint32_t sub, const char *reason)
+{
+	struct wire_sub m;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(m.device, sizeof(m.device), "%s", dev);
+	m.sub = sub;
+	snprintf(m.reason, sizeof(m.reason), "%s", reason);
+	buf_reset(&s->frame);
+	if (wire_reject_encode(&s->frame, &m) == 0)
+		sync_send(sp);
+}
+
+/* Starts sending our snapshot of sv's device. */
+static int
+sync_serve_snapshot(struct sync *s, struct serve *sv, uint8_t mode)
+{
+	struct err e;
+
+	if (journal_snap_open(s->journal, sv->idx, &sv->snap, &e) < 0)
+		return -ENOMEM;
+	sv->snap_mode = mode;
+	sv->snap_at = 0;
+	sv->snap_offset = 0;
+	if (mode == WIRE_SNAP_RESET) {
+		uint64_t rev = journal_snap_rev(sv->snap);
+
+		sv->snap_offset = journal_rev_offset(s->journal, sv->idx, rev + 1);
+		if (sv->snap_offset == UINT64_MAX ||
+		    rev + 1 < journal_first(s->journal, sv->idx)) {
+			journal_snap_close(sv->snap);
+			sv->snap = NULL;
+			return -ERANGE;
+		}
+	}
+	return 0;
+}
+
+/*
+ * One frame of sv, if it has one to send: a snapshot chunk, events, or a
+ * newer snapshot.  Returns true when a frame was queued.
+ */
+static bool
+sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
+{
+	const char *dev = journal_id(s->journal, sv->idx, &(size_t){0});
+	uint64_t head = journal_head(s->journal, sv->idx);
+	uint64_t first = journal_first(s->journal, sv->idx);
+	struct err e;
+
+	if (sv->waiting && sv->next > head)
+		return false;
+	sv->waiting = false;
+	if (sv->snap == NULL && sv->next < first) {
+		/* behind our first retained event: the snapshot first */
+		if (sync_serve_snapshot(s, sv, WIRE_SNAP_RESET) < 0) {
+			sync_reject(s, sp, dev, sv->sub, "compacted past the "
+			    "requested revision and no snapshot covers it");
+			sv->waiting = true;
+			sv->next = UINT64_MAX;
+			return true;
+		}
+	}
+	if (sv->snap != NULL) {
+		struct wire_snapshot m;
+		uint64_t total = journal_snap_len(sv->snap);
+		ssize_t n = 0;
+
+		memset(&m, 0, sizeof(m));
+		if (total > sv->snap_at) {
+			size_t want = total - sv->snap_at < SYNC_SNAP_CHUNK ?
+			    total - sv->snap_at : SYNC_SNAP_CHUNK;
+
+			n = journal_snap_read(sv->snap, sv->snap_at, s->evbuf,
+			    want, &e);
+			if (n <= 0) {
+				log_warnx("device %s: snapshot read: %s", dev,
+				    n < 0 ? e.msg : "short");
+				journal_snap_close(sv->snap);
+				sv->snap = NULL;
+				return false;
+			}
+		}
+		snprintf(m.device, sizeof(m.device), "%s", dev);
+		m.sub = sv->sub;
+		m.mode = sv->snap_mode;
+		m.rev = journal_snap_rev(sv->snap);
+		m.offset = sv->snap_offset;
+		m.total = total;
+		m.at = sv->snap_at;
+		m.data = (const uint8_t *)s->evbuf;
+		m.len = (uint32_t)n;
+		buf_reset(&s->frame);
+		if (wire_snapshot_encode(&s->frame, &m) == 0)
+			sync_send(sp);
+		sv->snap_at += (uint64_t)n;
+		if (sv->snap_at >= total) {
+			sv->snap_sent = m.rev;
+			if (sv->snap_mode == WIRE_SNAP_RESET)
+				sv->next = m.rev + 1;
+			journal_snap_close(sv->snap);
+			sv->snap = NULL;
+		}
+		return true;
+	}
+	if (sv->next <= head) {
+		struct wire_events m;
+		uint64_t rev = sv->next;
+		size_t skip = 0;
+		ssize_t n;
+
+		n = journal_read_range(s->journal, sv->idx, &rev, &skip, head,
+		    false, s->evbuf, s->evcap, &e);
+		if (n <= 0) {
+			if (n < 0 && n != -ERANGE)
+				log_warnx("device %s: read for %s: %s", dev,
+				    sp->id, e.msg);
+			return false;	/* -ERANGE: compacted; snapshot next */
+		}
+		if (skip > 0) {
+			/* whole events only: cut back to the last newline */
+			while (n > 0 && s->evbuf[n - 1] != '\n')
+				n--;
+		}
+		memset(&m, 0, sizeof(m));
+		snprintf(m.device, sizeof(m.device), "%s", dev);
+		m.sub = sv->sub;
+		m.first = sv->next;
+		m.count = (uint32_t)(rev - sv->next);
+		m.lines = (const uint8_t *)s->evbuf;
+		m.len = (uint32_t)n;
+		if (m.count == 0)
+			return false;
+		buf_reset(&s->frame);
+		if (wire_events_encode(&s->frame, &m) == 0) {
+			sync_send(sp);
+			sp->events_out += m.count;
+			sp->bytes_out += m.len;
+		}
+		sv->next = rev;
+		return true;
+	}
+	/* caught up: a newer snapshot of events it holds follows them */
+	{
+		struct journal_info in;
+
+		journal_info(s->journal, sv->idx, &in);
+		if (in.snapshot_rev > sv->snap_sent && in.snapshot_rev < sv->next &&
+		    sync_serve_snapshot(s, sv, WIRE_SNAP_INSTALL) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Streams to sp while its send queue has room for a full frame. */
+static void
+sync_serve_pump(struct sync *s, struct sync_peer *sp)
+{
+	size_t idle = 0;
+
+	while (sp->nserves > 0 && idle < sp->nserves &&
+	    conn_send_space(sp->conn) >= s->evcap + 4096) {
+		struct serve *sv;
+
+		if (sp->rr >= sp->nserves)
+			sp->rr = 0;
+		sv = &sp->serves[sp->rr++];
+		if (sync_serve_step(s, sp, sv))
+			idle = 0;
+		else
+			idle++;
+	}
+}
+
+void
+sync_pump(struct sync *s)
+{
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next)
+		sync_serve_pump(s, sp);
+}
+
+void
+sync_writable(struct sync *s, struct sync_peer *sp)
+{
+	sync_serve_pump(s, sp);
+}
+
+/*
+ * Frames.
+ */
+static int
+sync_on_catalogue(struct sync *s, struct sync_peer *sp, const uint8_t *p,
+    size_t n)
+{
+	uint8_t flags;
+	size_t count;
+	int rc;
+
+	rc = wire_catalogue_decode(p, n, &flags, s->catbuf, WIRE_CAT_MAX, &count);
+	if (rc < 0)
+		return -EPROTO;
+	pthread_mutex_lock(&s->cat_lock);
+	if (flags & WIRE_CAT_FULL)
+		cat_clear(&sp->cat);
+	for (size_t i = 0; i < count && rc == 0; i++)
+		rc = cat_put(&sp->cat, &s->catbuf[i]);
+	pthread_mutex_unlock(&s->cat_lock);
+	if (rc < 0)
+		log_warnx("peer %s: catalogue: out of memory", sp->id);
+	for (size_t i = 0; i < count; i++) {
+		/* the entry may have moved: find it again */
+		const struct wire_cat_entry *e = cat_find(&sp->cat,
+		    s->catbuf[i].device);
+
+		if (e != NULL)
+			sync_consider(s, sp, e);
+	}
+	return 0;
+}
+
+static int
+sync_on_subscribe(struct sync *s, struct sync_peer *sp, const uint8_t *p,
+    size_t n)
+{
+	struct wire_sub m;
+	struct serve *sv;
+	uint32_t idx;
+
+	if (wire_subscribe_decode(p, n, &m) < 0)
+		return -EPROTO;
+	if (journal_lookup(s->journal, m.device, strlen(m.device), &idx) < 0 ||
+	    journal_epoch(s->journal, idx) != m.epoch) {
+		sync_reject(s, sp, m.device, m.sub, "no such journal here");
+		return 0;
+	}
+	if ((sv = sync_serve_find(sp, idx)) != NULL) {
+		journal_snap_close(sv->snap);
+	} else {
+		if (sp->nserves == sp->capserves) {
+			size_t cap = sp->capserves ? sp->capserves * 2 : 16;
+			struct serve *a = realloc(sp->serves, cap * sizeof(*a));
+
+			if (a == NULL) {
+				sync_reject(s, sp, m.device, m.sub, "out of memory");
+				return 0;
+			}
+			sp->serves = a;
+			sp->capserves = cap;
+		}
+		sv = &sp->serves[sp->nserves++];
+	}
+	memset(sv, 0, sizeof(*sv));
+	sv->idx = idx;
+	sv->sub = m.sub;
+	sv->next = m.from;
+	{
+		/* what snapshot it has: its catalogue says */
+		const struct wire_cat_entry *ce = cat_find(&sp->cat, m.device);
+
+		sv->snap_sent = ce != NULL && ce->epoch == m.epoch ? ce->snapshot : 0;
+	}
+	sync_serve_pump(s, sp);
+	return 0;
+}
+
+static int
+sync_on_unsubscribe(struct sync *s, struct sync_peer *sp, const uint8_t *p,
+    size_t n)
+{
+	struct wire_sub m;
+	struct serve *sv;
+	uint32_t idx;
+
+	if (wire_unsubscribe_decode(p, n, &m) < 0)
+		return -EPROTO;
+	if (journal_lookup(s->journal, m.device, strlen(m.device), &idx) == 0 &&
+	    (sv = sync_serve_find(sp, idx)) != NULL && sv->sub == m.sub)
+		sync_serve_drop(sp, sv);
+	return 0;
+}
+
+/* The follow entry of a device that sp streams to us under sub. */
+static struct follow *
+sync_stream(struct sync *s, struct sync_peer *sp, const char *dev,
+    uint32_t sub, uint32_t *idx)
+{
+	struct follow *f;
+
+	if (journal_lookup(s->journal, dev, strlen(dev), idx) < 0 ||
+	    (f = sync_follow(s, *idx)) == NULL || f->up != sp || f->sub != sub)
+		return NULL;
+	return f;
+}
+
+static void
+sync_resubscribe(struct sync *s, uint32_t idx, struct follow *f)
+{
+	struct sync_peer *up = f->up;
+	const struct wire_cat_entry *e = cat_find(&up->cat,
+	    journal_id(s->journal, idx, &(size_t){0}));
+
+	sync_unsubscribe(s, idx, f);
+	sync_subscribe(s, idx, f, up, e ? e->head : 0);
+}
+
+static int
+sync_on_events(struct sync *s, struct sync_peer *sp, const uint8_t *p,
+    size_t n)
+{
+	struct wire_events m;
+	struct follow *f;
+	struct err e;
+	uint32_t idx;
+	int rc;
+
+	if (wire_events_decode(p, n, &m) < 0)
+		return -EPROTO;
+	if ((f = sync_stream(s, sp, m.device, m.sub, &idx)) == NULL) {
+		s->rejected_frames++;
+		return 0;	/* an old subscription's frames in flight */
+	}
+	err_clear(&e);
+	rc = journal_apply(s->journal, idx, m.first, (const char *)m.lines,
+	    m.len, m.count, &e);
+	if (rc == -ESTALE) {
+		log_warnx("device %s: events from %s discarded: %s; "
+		    "subscribing again", m.device, sp->id, e.msg);
+		sync_resubscribe(s, idx, f);
+		return 0;
+	}
+	if (rc < 0) {
+		log_warnx("device %s: events from %s not applied: %s", m.device,
+		    sp->id, e.msg);
+		return rc == -EPROTO ? -EPROTO : 0;
+	}
+	f->progress_ms = loop_now_ms();
+	f->head_seen = m.first + m.count - 1;
+	sp->events_in += m.count;
+	sp->bytes_in += m.len;
+	s->applied += m.count;
+	return 0;
+}
+
+static uint64_t
+sync_snapshot_rev(struct sync *s, uint32_t idx)
+{
+	struct journal_info in;
+
+	journal_info(s->journal, idx, &in);
+	return in.snapshot_rev;
+}
+
+static int
+sync_on_snapshot(struct sync *s, struct sync_peer *sp, const uint8_t *p,
+    size_t n)
+{
+	struct wire_snapshot m;
+	struct follow *f;
+	struct err e;
+	uint32_t idx;
+	int rc = 0;
+
+	if (wire_snapshot_decode(p, n, &m) < 0 || m.total > JOURNAL_SNAPSHOT_MAX)
+		return -EPROTO;
+	if ((f = sync_stream(s, sp, m.device, m.sub, &idx)) == NULL)
+		return 0;
+	if (m.at == 0) {
+		if (f->rx != NULL)
+			buf_release(&f->rx->data);
+		else if ((f->rx = calloc(1, sizeof(*f->rx))) == NULL)
+			return 0;
+		buf_init(&f->rx->data, JOURNAL_SNAPSHOT_MAX);
+		f->rx->mode = m.mode;
+		f->rx->rev = m.rev;
+		f->rx->offset = m.offset;
+		f->rx->total = m.total;
+	}
+	if (f->rx == NULL || m.at != f->rx->data.len || m.rev != f->rx->rev ||
+	    m.total != f->rx->total || m.mode != f->rx->mode)
+		return -EPROTO;
+	if (buf_append(&f->rx->data, m.data, m.len) < 0)
+		return -EPROTO;
+	if (f->rx->data.len < f->rx->total)
+		return 0;
+	err_clear(&e);
+	if (f->rx->mode == WIRE_SNAP_RESET)
+		rc = journal_replica_reset(s->journal, idx, f->rx->rev,
+		    f->rx->offset, f->rx->data.data ? f->rx->data.data : "",
+		    f->rx->data.len, &e);
+	else if (f->rx->rev <= journal_head(s->journal, idx) &&
+	    f->rx->rev > sync_snapshot_rev(s, idx))
+		rc = journal_snapshot_install(s->journal, idx, f->rx->rev,
+		    f->rx->data.data ? f->rx->data.data : "", f->rx->data.len,
+		    &e);
+	if (rc < 0)
+		log_warnx("device %s: snapshot from %s not applied: %s",
+		    m.device, sp->id, e.msg);
+	else
+		f->progress_ms = loop_now_ms();
+	buf_release(&f->rx->data);
+	free(f->rx);
+	f->rx = NULL;
+	if (rc == -ESTALE)
+		sync_resubscribe(s, idx, f);
+	return 0;
+}
+
+static int
+sync_on_reject(struct sync *s, struct sync_peer *sp, const uint8_t *p,
+    size_t n)
+{
+	struct wire_sub m;
+	struct follow *f;
+	uint32_t idx;
+
+	if (wire_reject_decode(p, n, &m) < 0)
+		return -EPROTO;
+	if ((f = sync_stream(s, sp, m.device, m.sub, &idx)) == NULL)
+		return 0;
+	log_warnx("device %s: %s refused to serve it: %s", m.device, sp->id,
+	    m.reason);
+	snprintf(f->avoid, sizeof(f->avoid), "%s", sp->id);
+	f->avoid_until_ms = loop_now_ms() + SYNC_AVOID_MS;
+	sync_unsubscribe(s, idx, f);
+	sync_evaluate_device(s, idx);
+	return 0;
+}
+
+int
+sync_frame(struct sync *s, struct sync_peer *sp, uint8_t type,
+    const uint8_t *payload, size_t len, char *why, size_t whysz)
+{
+	int rc;
+
+	switch (type) {
+	case WIRE_CATALOGUE:
+		rc = sync_on_catalogue(s, sp, payload, len);
+		break;
+	case WIRE_SUBSCRIBE:
+		rc = sync_on_subscribe(s, sp, payload, len);
+		break;
+	case WIRE_UNSUBSCRIBE:
+		rc = sync_on_unsubscribe(s, sp, payload, len);
+		break;
+	case WIRE_EVENTS:
+		rc = sync_on_events(s, sp, payload, len);
+		break;
+	case WIRE_SNAPSHOT:
+		rc = sync_on_snapshot(s, sp, payload, len);
+		break;
+	case WIRE_REJECT:
+		rc = sync_on_reject(s, sp, payload, len);
+		break;
+	default:
+		rc = -EPROTO;
+		break;
+	}
+	if (rc < 0) {
+		char tmp[32];
+
+		snprintf(why, whysz, "bad %s frame",
+		    wire_type_name(type, tmp, sizeof(tmp)));
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/*
+ * Peers.
+ */
+struct sync_peer *
+sync_peer_add(struct sync *s, const char *id, struct conn *c)
+{
+	struct sync_peer *sp = calloc(1, sizeof(*sp));
+
+	if (sp == NULL)
+		return NULL;
+	sp->s = s;
+	snprintf(sp->id, sizeof(sp->id), "%s", id);
+	sp->conn = c;
+	pthread_mutex_lock(&s->cat_lock);
+	sp->next = s->peers;
+	s->peers = sp;
+	pthread_mutex_unlock(&s->cat_lock);
+	sp->cat_clock = journal_clock(s->journal);
+	sync_send_catalogue(s, sp, 0, true);
+	sync_counters_publish(s);
+	return sp;
+}
+
+void
+sync_peer_del(struct sync *s, struct sync_peer *sp)
+{
+	if (sp == NULL)
+		return;
+	pthread_mutex_lock(&s->cat_lock);
+	for (struct sync_peer **pp = &s->peers; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == sp) {
+			*pp = sp->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->cat_lock);
+	/* what we followed from it: choose again */
+	for (size_t i = 0; i < s->nfollow; i++) {
+		struct follow *f = &s->follow[i];
+
+		if (f->up != sp)
+			continue;
+		f->up = NULL;
+		if (f->rx != NULL) {
+			buf_release(&f->rx->data);
+			free(f->rx);
+			f->rx = NULL;
+		}
+		journal_repl_set(s->journal, (uint32_t)i, "", 0);
+		sync_evaluate_device(s, (uint32_t)i);
+	}
+	while (sp->nserves > 0)
+		sync_serve_drop(sp, &sp->serves[0]);
+	free(sp->serves);
+	cat_free(&sp->cat);
+	free(sp);
+	sync_counters_publish(s);
+}
+
+void
+sync_tick(struct sync *s)
+{
+	uint64_t now = loop_now_ms(), clock = journal_clock(s->journal);
+
+	/* what changed since each peer last heard */
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
+		if (clock > sp->cat_clock) {
+			sync_send_catalogue(s, sp, sp->cat_clock, false);
+			sp->cat_clock = clock;
+		}
+	}
+	/* stalls: an upstream ahead of us that sends nothing */
+	for (size_t i = 0; i < s->nfollow; i++) {
+		struct follow *f = &s->follow[i];
+		const struct wire_cat_entry *e;
+		uint64_t head;
+
+		if (f->up == NULL)
+			continue;
+		head = journal_head(s->journal, (uint32_t)i);
+		if (head != f->head_seen) {
+			f->head_seen = head;
+			f->progress_ms = now;
+		}
+		e = cat_find(&f->up->cat, journal_id(s->journal, (uint32_t)i,
+		    &(size_t){0}));
+		if (e == NULL)
+			continue;
+		journal_repl_set(s->journal, (uint32_t)i, f->up->id, e->head);
+		if (e->head > head && now - f->progress_ms >= s->cfg->stall_ms) {
+			log_warnx("device %s: no progress from %s for %llu ms "
+			    "while it is %llu ahead; moving",
+			    journal_id(s->journal, (uint32_t)i, &(size_t){0}),
+			    f->up->id, (unsigned long long)(now - f->progress_ms),
+			    (unsigned long long)(e->head - head));
+			snprintf(f->avoid, sizeof(f->avoid), "%s", f->up->id);
+			f->avoid_until_ms = now + s->cfg->stall_ms * 4;
+			sync_unsubscribe(s, (uint32_t)i, f);
+			sync_evaluate_device(s, (uint32_t)i);
+		}
+	}
+	if (now >= s->next_eval_ms) {
+		sync_evaluate_all(s);
+		s->next_eval_ms = now + s->cfg->evaluate_ms;
+	}
+	sync_pump(s);
+	sync_counters_publish(s);
+}
+
+int
+sync_open(struct sync **out, const struct config *cfg, struct journal *j,
+    struct err *e)
+{
+	struct sync *s;
+
+	*out = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	s->cfg = cfg;
+	s->journal = j;
+	pthread_mutex_init(&s->cat_lock, NULL);
+	pthread_mutex_init(&s->view_lock, NULL);
+	s->evcap = SYNC_BATCH > cfg->max_event_bytes + 1 ? SYNC_BATCH :
+	    cfg->max_event_bytes + 1;
+	buf_init(&s->frame, WIRE_FRAME_MAX + WIRE_HEADER);
+	if ((s->evbuf = malloc(s->evcap)) == NULL ||
+	    (s->catbuf = calloc(WIRE_CAT_MAX, sizeof(*s->catbuf))) == NULL ||
+	    (s->conflicts = calloc(SYNC_MAX_CONFLICTS,
+	    sizeof(*s->conflicts))) == NULL) {
+		sync_close(s);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	*out = s;
+	return 0;
+}
+
+void
+sync_close(struct sync *s)
+{
+	if (s == NULL)
+		return;
+	while (s->peers != NULL)
+		sync_peer_del(s, s->peers);
+	for (size_t i = 0; i < s->nfollow; i++) {
+		if (s->follow[i].rx != NULL) {
+			buf_release(&s->follow[i].rx->data);
+			free(s->follow[i].rx);
+		}
+	}
+	free(s->follow);
+	free(s->evbuf);
+	free(s->catbuf);
+	free(s->conflicts);
+	free(s->counters);
+	buf_release(&s->frame);
+	pthread_mutex_destroy(&s->cat_lock);
+	pthread_mutex_destroy(&s->view_lock);
+	free(s);
+}
+
+bool
+sync_known(struct sync *s, const char *id, size_t len)
+{
+	char dev[WIRE_DEVICE_MAX + 1];
+	bool found = false;
+
+	if (len > WIRE_DEVICE_MAX)
+		return false;
+	memcpy(dev, id, len);
+	dev[len] = '\0';
+	pthread_mutex_lock(&s->cat_lock);
+	for (struct sync_peer *sp = s->peers; sp != NULL && !found; sp = sp->next)
+		found = cat_find(&sp->cat, dev) != NULL;
+	pthread_mutex_unlock(&s->cat_lock);
+	return found;
+}
+
+int
+sync_render_json(struct sync *s, struct buf *out)
+{
+	uint32_t n = journal_count(s->journal);
+	int rc = buf_printf(out, "\"conflicts\":[");
+
+	pthread_mutex_lock(&s->view_lock);
+	for (size_t i = 0; i < s->nconflicts && rc == 0; i++) {
+		const struct conflict *c = &s->conflicts[i];
+
+		rc |= buf_printf(out, "%s{\"device\":", i ? "," : "");
+		rc |= buf_json_str(out, c->device, strlen(c->device));
+		rc |= buf_printf(out, ",\"ours\":{\"epoch\":\"%016llx\",\"source\":",
+		    (unsigned long long)c->ours_epoch);
+		rc |= buf_json_str(out, c->ours_source, strlen(c->ours_source));
+		rc |= buf_printf(out, "},\"peer\":");
+		rc |= buf_json_str(out, c->peer, strlen(c->peer));
+		rc |= buf_printf(out, ",\"theirs\":{\"epoch\":\"%016llx\","
+		    "\"source\":", (unsigned long long)c->theirs_epoch);
+		rc |= buf_json_str(out, c->theirs_source,
+		    strlen(c->theirs_source));
+		rc |= buf_printf(out, "},\"since\":%lld}", (long long)c->since);
+	}
+	pthread_mutex_unlock(&s->view_lock);
+	rc |= buf_printf(out, "],\"subscriptions\":[");
+	for (uint32_t i = 0, k = 0; i < n && rc == 0; i++) {
+		struct journal_repl r;
+		uint64_t head;
+		size_t len;
+		const char *id;
+
+		if (journal_is_local(s->journal, i))
+			continue;
+		journal_repl_get(s->journal, i, &r);
+		head = journal_head(s->journal, i);
+		id = journal_id(s->journal, i, &len);
+		rc |= buf_printf(out, "%s{\"device\":", k++ ? "," : "");
+		rc |= buf_json_str(out, id, len);
+		rc |= buf_printf(out, ",\"upstream\":");
+		rc |= r.upstream[0] ? buf_json_str(out, r.upstream,
+		    strlen(r.upstream)) : buf_printf(out, "null");
+		rc |= buf_printf(out, ",\"head\":%llu,\"lag\":%llu,"
+		    "\"last_progress\":%.3f}", (unsigned long long)head,
+		    (unsigned long long)(r.upstream_head > head ?
+		    r.upstream_head - head : 0), r.progress_ns / 1e9);
+	}
+	rc |= buf_append(out, "]", 1);
+	return rc ? -E2BIG : 0;
+}
+
+int
+sync_render_metrics(struct sync *s, struct buf *out)
+{
+	uint32_t n = journal_count(s->journal);
+	int rc = buf_printf(out,
+	    "# HELP odofs_peer_events_in_total Events applied from a peer.\n"
+	    "# TYPE odofs_peer_events_in_total counter\n"
+	    "# HELP odofs_peer_events_out_total Events sent to a peer.\n"
+	    "# TYPE odofs_peer_events_out_total counter\n"
+	    "# HELP odofs_peer_bytes_in_total Event bytes applied from a peer.\n"
+	    "# TYPE odofs_peer_bytes_in_total counter\n"
+	    "# HELP odofs_peer_bytes_out_total Event bytes sent to a peer.\n"
+	    "# TYPE odofs_peer_bytes_out_total counter\n"
+	    "# HELP odofs_peer_streams Devices a peer is subscribed to here.\n"
+	    "# TYPE odofs_peer_streams gauge\n");
+
+	pthread_mutex_lock(&s->view_lock);
+	for (size_t i = 0; i < s->ncounters && rc == 0; i++) {
+		const struct peer_counters *c = &s->counters[i];
+
+		rc |= buf_printf(out,
+		    "odofs_peer_events_in_total{peer=\"%s\"} %llu\n"
+		    "odofs_peer_events_out_total{peer=\"%s\"} %llu\n"
+		    "odofs_peer_bytes_in_total{peer=\"%s\"} %llu\n"
+		    "odofs_peer_bytes_out_total{peer=\"%s\"} %llu\n"
+		    "odofs_peer_streams{peer=\"%s\"} %zu\n",
+		    c->id, (unsigned long long)c->events_in,
+		    c->id, (unsigned long long)c->events_out,
+		    c->id, (unsigned long long)c->bytes_in,
+		    c->id, (unsigned long long)c->bytes_out, c->id, c->serves);
+	}
+	pthread_mutex_unlock(&s->view_lock);
+	rc |= buf_printf(out,
+	    "# HELP odofs_device_lag Revisions the upstream is ahead of us.\n"
+	    "# TYPE odofs_device_lag gauge\n"
+	    "# HELP odofs_device_head Last revision held.\n"
+	    "# TYPE odofs_device_head gauge\n");
+	for (uint32_t i = 0; i < n && rc == 0; i++) {
+		struct journal_repl r;
+		uint64_t head = journal_head(s->journal, i);
+		size_t len;
+		const char *id = journal_id(s->journal, i, &len);
+
+		journal_repl_get(s->journal, i, &r);
+		rc |= buf_printf(out, "odofs_device_head{device=\"%s\"} %llu\n",
+		    id, (unsigned long long)head);
+		if (!journal_is_local(s->journal, i))
+			rc |= buf_printf(out,
+			    "odofs_device_lag{device=\"%s\"} %llu\n", id,
+			    (unsigned long long)(r.upstream_head > head ?
+			    r.upstream_head - head : 0));
+	}
+	return rc ? -E2BIG : 0;
+}

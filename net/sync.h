@@ -1,0 +1,70 @@
+/*
+ * sync: journal synchronisation over the peer connections (SPEC §8).
+ *
+ * It runs in the net thread, called by peering.c: a peer that becomes
+ * active is added (and receives our whole catalogue), its replication
+ * frames are handed here, and it is removed when its connection ends.
+ *
+ *  - Catalogues: every device with epoch, source, first, head, snapshot
+ *    and our role; whole on activation, then what changed, each tick.
+ *  - Following: for each device this node does not source and that
+ *    sync.devices selects, subscribe to the peer with the highest head
+ *    (the source on ties) from our head + 1; re-evaluated when catalogues
+ *    change, on connect and disconnect, every sync.evaluate_ms, and when a
+ *    subscription makes no progress for sync.stall_ms while its upstream
+ *    is ahead.  Only revision head + 1 is applied.
+ *  - Serving: a snapshot first when the subscriber is behind our first
+ *    retained event, then events from the store, then live, paced by the
+ *    connection's send queue: nothing is buffered per subscriber beyond it.
+ *  - Conflicts (§8.9): an id with another epoch, or another source, is
+ *    never merged; it is logged and shown, and a node new to the id follows
+ *    the oldest creation time, then the smaller source id.
+ *
+ * Threads: everything in the net thread, except sync_known(),
+ * sync_render_json() and sync_render_metrics(), which any thread may call.
+ */
+#ifndef ODOFS_SYNC_H
+#define ODOFS_SYNC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "conn.h"
+#include "err.h"
+#include "journal.h"
+
+struct sync;
+struct sync_peer;
+
+int sync_open(struct sync **out, const struct config *cfg, struct journal *j,
+    struct err *e);
+void sync_close(struct sync *s);
+
+/* A peer became active on c; sends it our catalogue. */
+struct sync_peer *sync_peer_add(struct sync *s, const char *id,
+    struct conn *c);
+/* The peer's connection is ending: forget its catalogue and streams. */
+void sync_peer_del(struct sync *s, struct sync_peer *sp);
+/*
+ * A replication frame (types 16..63) from an active peer.  Returns 0, or
+ * -EPROTO with why set (the caller closes the connection).
+ */
+int sync_frame(struct sync *s, struct sync_peer *sp, uint8_t type,
+    const uint8_t *payload, size_t len, char *why, size_t whysz);
+/* The peer's send queue drained: stream more. */
+void sync_writable(struct sync *s, struct sync_peer *sp);
+/* Something was committed: push to subscribers. */
+void sync_pump(struct sync *s);
+/* Every peering tick: catalogue updates, evaluation, stalls. */
+void sync_tick(struct sync *s);
+
+/* Whether a connected peer's catalogue has device id (mkdir's EEXIST). */
+bool sync_known(struct sync *s, const char *id, size_t len);
+/* "conflicts" and "subscriptions" members of .status, as JSON. */
+int sync_render_json(struct sync *s, struct buf *out);
+/* Prometheus lines: per-peer and per-device replication. */
+int sync_render_metrics(struct sync *s, struct buf *out);
+
+#endif
