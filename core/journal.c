@@ -1052,6 +1052,11 @@ journal_read(struct journal *j, uint32_t idx, uint64_t *offp, char *buf,
 	if (off < atomic_load(&d->first_offset))
 		off = atomic_load(&d->first_offset);
 	*offp = off;
+	if (off >= end) {
+		/* everything was compacted away */
+		store_iter_free(it);
+		return 0;
+	}
 	if ((s = journal_seek_offset(it, d, off)) < 0) {
 		s = err_set(e, -EIO, "device %s: no event at offset %llu",
 		    d->id, (unsigned long long)off);

@@ -36,6 +36,7 @@
 #define SYNC_SNAP_CHUNK		(1u << 20)	/* bytes of snapshot per frame */
 #define SYNC_AVOID_MS		60000		/* how long a refusal is avoided */
 #define SYNC_MAX_CONFLICTS	256
+#define SYNC_SETTLE_MS		1000		/* a new id waits for every epoch */
 
 struct cat {
 	struct wire_cat_entry *e;	/* entries, in arrival order */
@@ -111,6 +112,8 @@ struct sync {
 	struct buf frame;		/* reused encoding buffer */
 	struct wire_cat_entry *catbuf;	/* WIRE_CAT_MAX entries, reused */
 	uint64_t applied, rejected_frames;
+	struct cat seen;		/* new ids: created_ns is when first seen */
+	bool unsettled;			/* some new id waits in seen */
 
 	pthread_mutex_t view_lock;	/* protects what follows */
 	struct conflict *conflicts;
@@ -510,7 +513,29 @@ sync_consider(struct sync *s, struct sync_peer *sp,
 	if (!sync_selected(s, e->device) ||
 	    strcmp(e->source, s->cfg->node_id) == 0)
 		return;
-	/* new to us: of every epoch our peers hold, the oldest creation */
+	/*
+	 * New to us.  Peers connecting at about the same time may hold other
+	 * epochs of it: wait SYNC_SETTLE_MS from first sight, then follow,
+	 * of every epoch they hold, the oldest creation (SPEC §8.9).
+	 */
+	{
+		const struct wire_cat_entry *seen = cat_find(&s->seen, e->device);
+		uint64_t now = loop_now_ms();
+
+		if (seen == NULL) {
+			struct wire_cat_entry mark;
+
+			memset(&mark, 0, sizeof(mark));
+			snprintf(mark.device, sizeof(mark.device), "%s", e->device);
+			mark.created_ns = now;
+			if (cat_put(&s->seen, &mark) == 0) {
+				s->unsettled = true;
+				return;
+			}
+		} else if (now - seen->created_ns < SYNC_SETTLE_MS) {
+			return;
+		}
+	}
 	for (struct sync_peer *q = s->peers; q != NULL; q = q->next) {
 		const struct wire_cat_entry *o = cat_find(&q->cat, e->device);
 
@@ -1140,9 +1165,19 @@ sync_tick(struct sync *s)
 			sync_evaluate_device(s, (uint32_t)i);
 		}
 	}
-	if (now >= s->next_eval_ms) {
+	if (now >= s->next_eval_ms || s->unsettled) {
+		if (s->unsettled) {
+			s->unsettled = false;
+			for (size_t i = 0; i < s->seen.n; i++)
+				if (journal_lookup(s->journal, s->seen.e[i].device,
+				    strlen(s->seen.e[i].device), &(uint32_t){0}) < 0)
+					s->unsettled = true;
+		}
 		sync_evaluate_all(s);
-		s->next_eval_ms = now + s->cfg->evaluate_ms;
+		if (!s->unsettled)
+			cat_clear(&s->seen);
+		if (now >= s->next_eval_ms)
+			s->next_eval_ms = now + s->cfg->evaluate_ms;
 	}
 	sync_pump(s);
 	sync_counters_publish(s);
@@ -1188,6 +1223,7 @@ sync_close(struct sync *s)
 			free(s->follow[i].rx);
 		}
 	}
+	cat_free(&s->seen);
 	free(s->follow);
 	free(s->evbuf);
 	free(s->catbuf);
