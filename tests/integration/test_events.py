@@ -125,7 +125,7 @@ def test_other_operations_refused(node):
 def test_modes_and_listing(node):
     mkdev(node, "d1")
     mkdev(node, "d2")
-    assert sorted(os.listdir(node.mnt)) == [".live", ".metrics", ".status", "d1", "d2"]
+    assert sorted(os.listdir(node.mnt)) == [".live", ".metrics", ".peers", ".status", "d1", "d2"]
     assert os.stat(node.path("d1", "events")).st_mode & 0o777 == 0o644
     assert os.stat(node.path("d1", "info")).st_mode & 0o777 == 0o444
     assert os.stat(node.path(".status")).st_mode & 0o777 == 0o444
@@ -155,7 +155,7 @@ def test_invalid_device_names(node):
         os.mkdir(node.path("a"))
     assert ei.value.errno == errno.EEXIST
     assert sorted(os.listdir(node.mnt)) == sorted(
-        [".live", ".metrics", ".status", "a", ok, "A-z_0.9:dev@site"])
+        [".live", ".metrics", ".peers", ".status", "a", ok, "A-z_0.9:dev@site"])
     assert node.status()["devices"] == 3
 
 
