@@ -90,9 +90,13 @@ pipes_kick(struct pipes *p)
 void
 pipes_notify(void *arg, uint32_t idx, uint64_t head)
 {
+	struct pipes *p = arg;
+
 	(void)idx;
 	(void)head;
-	pipes_kick(arg);
+	/* no pipe open: no wake-up (a syscall and a context switch) */
+	if (atomic_load(&p->open) > 0)
+		pipes_kick(p);
 }
 
 /* Whether s's cursor has something to read.  Caller holds s->lock. */

@@ -967,7 +967,8 @@ peering_notify(void *arg, uint32_t idx, uint64_t head)
 
 	(void)idx;
 	(void)head;
-	if (p != NULL && !atomic_exchange(&p->committed, true))
+	if (p != NULL && sync_streaming(p->sync) &&
+	    !atomic_exchange(&p->committed, true))
 		loop_wake(p->loop);
 }
 

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,7 @@ struct sync {
 	struct buf frame;		/* reused encoding buffer */
 	struct wire_cat_entry *catbuf;	/* WIRE_CAT_MAX entries, reused */
 	uint64_t applied, rejected_frames;
+	_Atomic uint32_t streams;	/* serves over every peer */
 	struct cat seen;		/* new ids: created_ns is when first seen */
 	bool unsettled;			/* some new id waits in seen */
 
@@ -593,6 +595,7 @@ sync_serve_drop(struct sync_peer *sp, struct serve *sv)
 {
 	journal_snap_close(sv->snap);
 	*sv = sp->serves[--sp->nserves];
+	atomic_fetch_sub(&sp->s->streams, 1);
 }
 
 static void
@@ -847,6 +850,8 @@ sync_on_subscribe(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 			sp->capserves = cap;
 		}
 		sv = &sp->serves[sp->nserves++];
+		/* before the first pump: commits from now on wake us */
+		atomic_fetch_add(&s->streams, 1);
 	}
 	memset(sv, 0, sizeof(*sv));
 	sv->idx = idx;
@@ -1355,4 +1360,10 @@ sync_render_metrics(struct sync *s, struct buf *out)
 			    r.upstream_head - head : 0));
 	}
 	return rc ? -E2BIG : 0;
+}
+
+bool
+sync_streaming(struct sync *s)
+{
+	return atomic_load(&s->streams) > 0;
 }

@@ -60,6 +60,8 @@ void sync_pump(struct sync *s);
 /* Every peering tick: catalogue updates, evaluation, stalls. */
 void sync_tick(struct sync *s);
 
+/* Whether any peer is subscribed here (so commits are worth a wake-up). */
+bool sync_streaming(struct sync *s);
 /* Whether a connected peer's catalogue has device id (mkdir's EEXIST). */
 bool sync_known(struct sync *s, const char *id, size_t len);
 /* "conflicts" and "subscriptions" members of .status, as JSON. */
