@@ -323,6 +323,11 @@ peer_drop(struct peer *pe, uint16_t code, const char *reason)
 	peer_unsync(pe);
 	if (pe->conn == NULL)
 		return;
+	if (code == WIRE_BYE_PROTOCOL || code == WIRE_BYE_IDENTITY ||
+	    code == WIRE_BYE_VERSION)
+		log_warnx("peer %s (%s): disconnected: %s",
+		    pe->id[0] ? pe->id : "not introduced",
+		    pe->remote[0] ? pe->remote : pe->host, reason);
 	peer_send_bye(pe, code, reason);
 	conn_close(pe->conn, reason);
 }

@@ -30,6 +30,18 @@ wire_type_name(uint8_t type, char *tmp, size_t size)
 		return "bye";
 	case WIRE_PEERS:
 		return "peers";
+	case WIRE_CATALOGUE:
+		return "catalogue";
+	case WIRE_SUBSCRIBE:
+		return "subscribe";
+	case WIRE_UNSUBSCRIBE:
+		return "unsubscribe";
+	case WIRE_EVENTS:
+		return "events";
+	case WIRE_SNAPSHOT:
+		return "snapshot";
+	case WIRE_REJECT:
+		return "reject";
 	default:
 		snprintf(tmp, size, "type %u", type);
 		return tmp;

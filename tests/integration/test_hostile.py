@@ -1,0 +1,180 @@
+"""Issue 8: hostile peers and a flood, each refused or disconnected with a
+logged reason while the node keeps serving its mount and its other peers."""
+import os
+import random
+import resource
+import socket
+import struct
+import time
+
+import pytest
+
+import wireproto as wp
+from conftest import free_port, read_file, wait_for
+
+CONF = ("peering: { tick_ms = 100; heartbeat_ms = 60000; handshake_ms = 1000; "
+        "backoff_ms = [ 200, 400 ]; exchange = false; };\n"
+        "sync: { evaluate_ms = 500; stall_ms = 60000; };\n")
+
+
+@pytest.fixture
+def pair(nodes, certs):
+    a = nodes("a").start_peer(certs, free_port(), config=CONF)
+    b = nodes("b").start_peer(certs, free_port(), [a.port], config=CONF)
+    wait_for(lambda: b.active() == ["a"], what="a-b active")
+    os.mkdir(a.path("dev"))
+    with open(a.path("dev", "events"), "a") as f:
+        f.write("".join("base-%d\n" % i for i in range(100)))
+    wait_for(lambda: os.path.isdir(b.path("dev")) and b.info("dev")["head"] == 100,
+             what="b follows dev")
+    return a, b
+
+
+def healthy(a, b):
+    with open(a.path("dev", "events"), "a") as f:
+        f.write("after\n")
+    wait_for(lambda: read_file(b.path("dev", "events")).endswith("after\n"),
+             what="replication still flows")
+    assert "a" in b.active()
+
+
+def introduce(certs, port, node_id="x"):
+    c = wp.client(str(certs), node_id, port)
+    c.sendall(wp.hello(node_id))
+    r = wp.Reader(c)
+    assert r.until(wp.HELLO)[0] == wp.HELLO
+    return c, r
+
+
+def test_random_frames_from_an_authenticated_peer(pair, certs):
+    a, b = pair
+    rnd = random.Random(7)
+    closed = 0
+    for i in range(30):
+        c, r = introduce(certs, a.port)
+        t = rnd.choice([wp.CATALOGUE, wp.SUBSCRIBE, wp.EVENTS, wp.SNAPSHOT, wp.REJECT,
+                        wp.PEERS, wp.PING, 7, 40, 200])
+        c.sendall(wp.frame(t, os.urandom(rnd.randrange(0, 300))))
+        while True:
+            f = r.next()
+            if f is None:
+                closed += 1
+                break
+            if f[0] == wp.BYE:
+                assert b"bad" in f[1] or b"unexpected" in f[1]
+        c.close()
+    assert closed == 30
+    assert "bad " in a.log() or "unexpected" in a.log()
+    healthy(a, b)
+
+
+def test_connection_flood(pair, certs):
+    a, b = pair
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    base_fds = len(os.listdir("/proc/%d/fd" % a.pid()))
+    socks = []
+    try:
+        for i in range(1000):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", a.port), timeout=5))
+            except OSError:
+                break
+        time.sleep(0.3)
+        fds = len(os.listdir("/proc/%d/fd" % a.pid()))
+        assert fds - base_fds <= 70, "%d descriptors for the flood" % (fds - base_fds)
+        healthy(a, b)
+        # the handshake timeout clears them
+        wait_for(lambda: len(os.listdir("/proc/%d/fd" % a.pid())) <= base_fds + 2,
+                 timeout=15, what="flood cleared")
+        assert "too many peers or handshakes" in a.log()
+    finally:
+        for s_ in socks:
+            s_.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    healthy(a, b)
+
+
+def rss_kb(pid):
+    for line in read_file("/proc/%d/status" % pid).splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_subscriber_that_never_reads(pair, certs):
+    a, b = pair
+    fd = os.open(a.path("dev", "events"), os.O_WRONLY | os.O_APPEND)
+    line = b"x" * 99 + b"\n"
+    for _ in range(60):
+        os.write(fd, line * 5000)            # 30 MB in all
+    os.close(fd)
+    epoch = int(a.info("dev")["epoch"], 16)
+    before = rss_kb(a.pid())
+    c, r = introduce(certs, a.port)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.sendall(wp.subscribe("dev", epoch, 1, 99))
+    time.sleep(3)                          # a serves until its queue is full
+    grew = rss_kb(a.pid()) - before
+    print("rss grew %d KiB for a subscriber that never reads" % grew)
+    if not os.environ.get("ODOFS_SANITIZED"):
+        assert grew < 32 * 1024
+    healthy(a, b)
+    c.close()
+
+
+def test_events_not_from_the_upstream_are_discarded(pair, certs):
+    a, b = pair
+    before = read_file(b.path("dev", "events"))
+    c, r = introduce(certs, b.port)
+    for sub in (0, 1, 2, 3, 1000):
+        c.sendall(wp.events("dev", sub, 101, [b"forged"]))
+    time.sleep(1)
+    assert read_file(b.path("dev", "events")) == before
+    healthy(a, b)
+    assert "forged" not in read_file(b.path("dev", "events"))
+    c.close()
+
+
+def test_out_of_order_revisions_from_a_source(pair, certs):
+    """x sources a device of its own and sends b revisions out of order."""
+    a, b = pair
+    c, r = introduce(certs, b.port)
+    c.sendall(wp.catalogue([{"device": "evil", "epoch": 5, "source": "x",
+                             "head": 3, "role": 0}]))
+    f = r.until(wp.SUBSCRIBE, timeout=15)
+    assert f is not None, "b never subscribed"
+    dev, epoch, from_rev, sub = wp.parse_subscribe(f[1])
+    assert (dev, epoch, from_rev) == ("evil", 5, 1)
+    c.sendall(wp.events("evil", sub, 2, [b"two", b"three"]))      # a gap
+    f = r.until(wp.SUBSCRIBE, timeout=15)                          # discarded: again
+    dev, epoch, from_rev, sub2 = wp.parse_subscribe(f[1])
+    assert from_rev == 1 and sub2 != sub
+    wait_for(lambda: "events from x discarded" in b.log(), what="logged")
+    c.sendall(wp.events("evil", sub, 1, [b"stale-sub"]))           # old subscription
+    c.sendall(wp.events("evil", sub2, 1, [b"one", b"two", b"three"]))
+    wait_for(lambda: read_file(b.path("evil", "events")) == "one\ntwo\nthree\n",
+             what="in-order events applied")
+    c.sendall(wp.events("evil", sub2, 2, [b"dup"]))                # a duplicate
+    time.sleep(0.5)
+    assert read_file(b.path("evil", "events")) == "one\ntwo\nthree\n"
+    healthy(a, b)
+    c.close()
+
+
+def test_huge_snapshot_and_catalogue_claims(pair, certs):
+    a, b = pair
+    c, r = introduce(certs, b.port)
+    # a claim of a much higher head for another epoch is a conflict, not a takeover
+    c.sendall(wp.catalogue([{"device": "dev", "epoch": 1, "source": "x", "head": 1 << 62,
+                             "role": 0}]))
+    wait_for(lambda: b.status()["conflicts"], what="conflict shown")
+    assert b.status()["conflicts"][0]["peer"] == "x"
+    # a snapshot of a terabyte is refused before anything is allocated
+    body = wp.s("dev") + struct.pack(">IBQQQQI", 1, 0, 5, 0, 1 << 40, 0, 0)
+    c.sendall(wp.frame(wp.SNAPSHOT, body))
+    f = r.until(wp.BYE)
+    assert f is not None and b"bad snapshot frame" in f[1]
+    c.close()
+    assert b.info("dev")["source"] == "a" and b.info("dev")["subscribed_to"] == "a"
+    healthy(a, b)
