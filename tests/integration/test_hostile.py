@@ -178,3 +178,31 @@ def test_huge_snapshot_and_catalogue_claims(pair, certs):
     c.close()
     assert b.info("dev")["source"] == "a" and b.info("dev")["subscribed_to"] == "a"
     healthy(a, b)
+
+
+def test_stalled_subscription_moves_to_another_peer(nodes, certs):
+    """x (the source) advertises revisions it never sends; e has them too.
+    b gives up on x after sync.stall_ms and subscribes to e."""
+    conf = CONF.replace("stall_ms = 60000", "stall_ms = 1500")
+    b = nodes("b").start_peer(certs, free_port(), config=conf)
+    entry = {"device": "evil", "epoch": 9, "source": "x", "head": 3, "created": 5}
+    x, rx = introduce(certs, b.port, "x")
+    x.sendall(wp.catalogue([dict(entry, role=0)]))
+    f = rx.until(wp.SUBSCRIBE, timeout=15)
+    assert f is not None and wp.parse_subscribe(f[1])[0] == "evil"
+    t = time.monotonic()
+    e, re_ = introduce(certs, b.port, "e")
+    e.sendall(wp.catalogue([dict(entry, role=1, upstream="x")]))
+    f = re_.until(wp.SUBSCRIBE, timeout=15)
+    moved = time.monotonic() - t
+    assert f is not None, "b never moved to e"
+    dev, epoch, from_rev, sub = wp.parse_subscribe(f[1])
+    assert (dev, epoch, from_rev) == ("evil", 9, 1)
+    assert moved < 1.5 + 0.5 + 1.5
+    assert "no progress from x" in b.log()
+    e.sendall(wp.events("evil", sub, 1, [b"e1", b"e2", b"e3"]))
+    wait_for(lambda: read_file(b.path("evil", "events")) == "e1\ne2\ne3\n",
+             what="events from e applied")
+    assert b.info("evil")["subscribed_to"] == "e"
+    x.close()
+    e.close()
