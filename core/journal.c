@@ -324,7 +324,10 @@ journal_load_bounds(struct journal *j, struct device *d, struct err *e)
 		store_iter_seek_last(it);
 	if (store_iter_valid(it)) {
 		key = store_iter_key(it, &klen);
-		if (keys_event_parse(key, klen, d->devno, &off, &rev)) {
+		/* a key below the first offset is a reset or compaction's
+		   leftover, not the journal's end */
+		if (keys_event_parse(key, klen, d->devno, &off, &rev) &&
+		    off >= atomic_load(&d->first_offset)) {
 			(void)store_iter_value(it, &vlen);
 			atomic_store(&d->head, rev);
 			atomic_store(&d->end_offset, off + vlen + 1);
@@ -1783,7 +1786,7 @@ journal_replica_reset(struct journal *j, uint32_t idx, uint64_t rev,
     uint64_t offset, const char *snap, size_t len, struct err *e)
 {
 	struct device *d = journal_dev(j, idx);
-	uint64_t old_first, old_first_off, old_head, old_end;
+	uint64_t old_first, old_first_off, old_head, old_end, old_snap;
 	int rc;
 
 	if (d->local)
@@ -1802,15 +1805,17 @@ journal_replica_reset(struct journal *j, uint32_t idx, uint64_t rev,
 		    (unsigned long long)rev, (unsigned long long)offset,
 		    (unsigned long long)old_head, (unsigned long long)old_end);
 	}
-	/* events below rev + 1 are covered by the snapshot: none is kept */
-	atomic_store(&d->first_offset, offset);
-	atomic_store(&d->first, rev + 1);
+	/* events below rev + 1 are covered by the snapshot: none is kept
+	   (head and end first: no reader ever sees first > head + 1) */
 	atomic_store(&d->end_offset, offset);
 	atomic_store(&d->head, rev);
-	atomic_store(&d->snapshot_rev, atomic_load(&d->snapshot_rev) > rev ?
-	    atomic_load(&d->snapshot_rev) : 0);
+	atomic_store(&d->first_offset, offset);
+	atomic_store(&d->first, rev + 1);
+	/* the snapshot may only go forward: it does, from below head */
+	old_snap = atomic_load(&d->snapshot_rev);
 	rc = journal_snapshot_install(j, idx, rev, snap, len, e);
 	if (rc < 0) {
+		atomic_store(&d->snapshot_rev, old_snap);
 		atomic_store(&d->first_offset, old_first_off);
 		atomic_store(&d->first, old_first);
 		atomic_store(&d->end_offset, old_end);

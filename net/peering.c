@@ -41,6 +41,7 @@
 #define PEERING_HOST_MAX	WIRE_HOST_MAX
 #define PEERING_REASON_MAX	200
 #define PEERING_FRAME_BUF	(64u << 10)
+#define PEERING_SELF_MAX	16	/* addresses found to be ourselves */
 
 enum peer_state {
 	PEER_CONNECTING,
@@ -109,6 +110,8 @@ struct peering {
 	bool started;
 	atomic_bool stopping;		/* set by peering_stop() */
 	struct buf frame;			/* scratch for encoding */
+	char self[PEERING_SELF_MAX][PEERING_HOST_MAX + 8]; /* "host:port" */
+	size_t nself;
 
 	pthread_mutex_t view_lock;		/* protects views, nviews */
 	struct peer_view *views;
@@ -400,15 +403,13 @@ peer_timer(void *arg)
 		peer_dial(pe);
 		break;
 	case PEER_PURGATORY:
+		/*
+		 * Deleted, not redialled: a duplicate's address and seed flag
+		 * went to the connection that was kept, and our own addresses
+		 * are remembered so that no seed dials them again.
+		 */
 		if (pe->conn == NULL) {
-			if (pe->seed && pe->host[0] != '\0' &&
-			    strcmp(pe->reason, "connection to ourselves") != 0) {
-				pe->attempt = 0;
-				pe->id[0] = '\0';
-				peer_lifesupport(pe, "out of purgatory");
-			} else {
-				peer_forget(pe);
-			}
+			peer_forget(pe);
 		} else {
 			loop_timer_arm(pe->timer, 100);	/* closing still */
 		}
@@ -439,8 +440,13 @@ peer_dial(struct peer *pe)
 
 	if (atomic_load(&p->stopping) || pe->conn != NULL)
 		return;
-	/* entries hold numeric addresses, or a name that failed to resolve */
-	rc = peering_resolve(pe->host, pe->port, 0, &res);
+	/*
+	 * Seeds are names an administrator gave; anything learnt from peers
+	 * must be a numeric address, so that no peer can make this thread
+	 * wait on a resolver.
+	 */
+	rc = peering_resolve(pe->host, pe->port, pe->seed ? 0 : AI_NUMERICHOST,
+	    &res);
 	if (rc != 0) {
 		snprintf(why, sizeof(why), "resolve %.120s: %.60s", pe->host,
 		    gai_strerror(rc));
@@ -608,6 +614,9 @@ peer_on_hello(struct peer *pe, const uint8_t *payload, size_t len)
 			peer_drop(pe, WIRE_BYE_SELF, "connection to ourselves");
 			return;
 		}
+		if (p->nself < PEERING_SELF_MAX && pe->host[0] != '\0')
+			snprintf(p->self[p->nself++], sizeof(p->self[0]),
+			    "%s:%u", pe->host, pe->port);
 		peer_purgatory(pe, WIRE_BYE_SELF, "connection to ourselves");
 		return;
 	}
@@ -790,19 +799,20 @@ peer_conn_close(void *arg, struct conn *c, const char *reason)
 		    pe->state == PEER_INCOMING ? "from" : "to",
 		    pe->remote[0] ? pe->remote : pe->host,
 		    pe->id[0] ? pe->id : "not introduced", reason);
-	if (pe->state == PEER_PURGATORY) {
-		peering_publish(p);
-		return;		/* its timer deletes it */
-	}
 	if (atomic_load(&p->stopping)) {
 		bool open = false;
 
-		peer_set_state(pe, PEER_LIFESUPPORT, reason);
+		if (pe->state != PEER_PURGATORY)
+			peer_set_state(pe, PEER_LIFESUPPORT, reason);
 		for (struct peer *q = p->peers; q != NULL; q = q->next)
 			open |= q->conn != NULL;
 		if (!open)
 			loop_stop(p->loop);
 		return;
+	}
+	if (pe->state == PEER_PURGATORY) {
+		peering_publish(p);
+		return;		/* its timer deletes it */
 	}
 	if (pe->state == PEER_INCOMING && pe->host[0] == '\0') {
 		/* never introduced, nothing to dial */
@@ -864,6 +874,18 @@ peering_accept(void *arg, uint32_t events)
 	}
 }
 
+static bool
+peering_is_self(const struct peering *p, const char *host, uint16_t port)
+{
+	char a[PEERING_HOST_MAX + 8];
+
+	snprintf(a, sizeof(a), "%.*s:%u", PEERING_HOST_MAX, host, port);
+	for (size_t i = 0; i < p->nself; i++)
+		if (strcmp(p->self[i], a) == 0)
+			return true;
+	return false;
+}
+
 /*
  * Seeds: every address a seed's name resolves to gets an entry; a seed
  * that does not resolve gets one under its name, retried with backoff.
@@ -888,7 +910,7 @@ peering_add_seed(struct peering *p, const char *addr)
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, num, sizeof(num),
-		    NULL, 0, NI_NUMERICHOST) != 0)
+		    NULL, 0, NI_NUMERICHOST) != 0 || peering_is_self(p, num, port))
 			continue;
 		if ((pe = peering_find_addr(p, num, port, NULL)) != NULL) {
 			pe->seed = true;

@@ -38,6 +38,10 @@
 #define SYNC_AVOID_MS		60000		/* how long a refusal is avoided */
 #define SYNC_MAX_CONFLICTS	256
 #define SYNC_SETTLE_MS		1000		/* a new id waits for every epoch */
+#define SYNC_EVENT_MAX		(4u << 20)	/* limits.max_event_bytes' bound */
+#define SYNC_RESERVE		(1u << 20)	/* send queue kept for control */
+#define SYNC_CAT_PEER_MAX	JOURNAL_MAX_DEVICES /* entries from one peer */
+#define SYNC_SANE		(1ull << 62)	/* revisions, offsets below it */
 
 struct cat {
 	struct wire_cat_entry *e;	/* entries, in arrival order */
@@ -65,6 +69,11 @@ struct sync_peer {
 	struct serve *serves;
 	size_t nserves, capserves, rr;
 	uint64_t cat_clock;		/* our changes it has heard of */
+	bool cat_busy;			/* a catalogue pass is under way */
+	bool cat_full;			/* ... and it is the whole catalogue */
+	bool cat_first;			/* its first frame is not sent yet */
+	uint64_t cat_since, cat_upto;	/* changes in (since, upto] */
+	uint32_t cat_next;		/* next device of the pass */
 	uint64_t events_in, events_out, bytes_in, bytes_out;
 	struct sync_peer *next;
 };
@@ -277,27 +286,62 @@ sync_entry(struct sync *s, uint32_t idx, struct wire_cat_entry *e)
 		snprintf(e->upstream, sizeof(e->upstream), "%s", f->up->id);
 }
 
-/* Sends the entries of our devices changed after since (0: all). */
+/* Whether an entry makes a valid CATALOGUE entry (a bad one is skipped). */
+static bool
+sync_entry_ok(const struct wire_cat_entry *e)
+{
+	return e->first >= 1 && e->head < SYNC_SANE && e->first <= e->head + 1 &&
+	    e->snapshot <= e->head;
+}
+
+/*
+ * Continues sp's catalogue pass while its send queue has room for a frame
+ * and the control reserve; the pass ends (and cat_clock moves) only when
+ * every device was looked at, so a full queue delays it and loses nothing.
+ */
 static void
-sync_send_catalogue(struct sync *s, struct sync_peer *sp, uint64_t since,
-    bool full)
+sync_catalogue_pump(struct sync *s, struct sync_peer *sp)
 {
 	uint32_t n = journal_count(s->journal);
-	size_t k = 0;
-	bool first = true;
 
-	for (uint32_t i = 0; i <= n; i++) {
-		if (i < n && (since == 0 || journal_version(s->journal, i) > since))
-			sync_entry(s, i, &s->catbuf[k++]);
-		if (k == WIRE_CAT_MAX || (i == n && (k > 0 || (full && first)))) {
+	while (sp->cat_busy && conn_send_space(sp->conn) >= 2 * SYNC_RESERVE) {
+		size_t k = 0;
+
+		while (sp->cat_next < n && k < WIRE_CAT_MAX) {
+			uint32_t i = sp->cat_next++;
+
+			if (!sp->cat_full &&
+			    journal_version(s->journal, i) <= sp->cat_since)
+				continue;
+			sync_entry(s, i, &s->catbuf[k]);
+			if (sync_entry_ok(&s->catbuf[k]))
+				k++;
+		}
+		if (k > 0 || (sp->cat_full && sp->cat_first)) {
 			buf_reset(&s->frame);
-			if (wire_catalogue_encode(&s->frame, full && first ?
-			    WIRE_CAT_FULL : 0, s->catbuf, k) == 0)
+			if (wire_catalogue_encode(&s->frame, sp->cat_full &&
+			    sp->cat_first ? WIRE_CAT_FULL : 0, s->catbuf, k) == 0)
 				sync_send(sp);
-			first = false;
-			k = 0;
+			sp->cat_first = false;
+		}
+		if (sp->cat_next >= n) {
+			sp->cat_busy = false;
+			sp->cat_clock = sp->cat_upto;
 		}
 	}
+}
+
+/* Starts a catalogue pass: the whole one, or what changed since. */
+static void
+sync_catalogue_start(struct sync *s, struct sync_peer *sp, bool full)
+{
+	sp->cat_busy = true;
+	sp->cat_full = full;
+	sp->cat_first = true;
+	sp->cat_since = sp->cat_clock;
+	sp->cat_upto = journal_clock(s->journal);
+	sp->cat_next = 0;
+	sync_catalogue_pump(s, sp);
 }
 
 static void
@@ -761,12 +805,21 @@ sync_serve_pump(struct sync *s, struct sync_peer *sp)
 	size_t idle = 0;
 
 	while (sp->nserves > 0 && idle < sp->nserves &&
-	    conn_send_space(sp->conn) >= s->evcap + 4096) {
-		struct serve *sv;
+	    conn_send_space(sp->conn) >= s->evcap + 4096 + SYNC_RESERVE) {
+		struct serve *sv = NULL;
 
-		if (sp->rr >= sp->nserves)
-			sp->rr = 0;
-		sv = &sp->serves[sp->rr++];
+		/*
+		 * One snapshot at a time per peer, to its end: a subscriber
+		 * then assembles one, not one per device it catches up.
+		 */
+		for (size_t i = 0; i < sp->nserves; i++)
+			if (sp->serves[i].snap != NULL)
+				sv = &sp->serves[i];
+		if (sv == NULL) {
+			if (sp->rr >= sp->nserves)
+				sp->rr = 0;
+			sv = &sp->serves[sp->rr++];
+		}
 		if (sync_serve_step(s, sp, sv))
 			idle = 0;
 		else
@@ -784,6 +837,7 @@ sync_pump(struct sync *s)
 void
 sync_writable(struct sync *s, struct sync_peer *sp)
 {
+	sync_catalogue_pump(s, sp);
 	sync_serve_pump(s, sp);
 }
 
@@ -805,10 +859,13 @@ sync_on_catalogue(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	if (flags & WIRE_CAT_FULL)
 		cat_clear(&sp->cat);
 	for (size_t i = 0; i < count && rc == 0; i++)
-		rc = cat_put(&sp->cat, &s->catbuf[i]);
+		rc = sp->cat.n < SYNC_CAT_PEER_MAX ||
+		    cat_find(&sp->cat, s->catbuf[i].device) != NULL ?
+		    cat_put(&sp->cat, &s->catbuf[i]) : -ENOSPC;
 	pthread_mutex_unlock(&s->cat_lock);
 	if (rc < 0)
-		log_warnx("peer %s: catalogue: out of memory", sp->id);
+		log_warnx("peer %s: catalogue not kept whole: %s", sp->id,
+		    strerror(-rc));
 	for (size_t i = 0; i < count; i++) {
 		/* the entry may have moved: find it again */
 		const struct wire_cat_entry *e = cat_find(&sp->cat,
@@ -969,6 +1026,12 @@ sync_on_snapshot(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	if ((f = sync_stream(s, sp, m.device, m.sub, &idx)) == NULL)
 		return 0;
 	if (m.at == 0) {
+		/* what its catalogue says bounds what it may claim */
+		const struct wire_cat_entry *ce = cat_find(&sp->cat, m.device);
+
+		if (ce == NULL || m.rev > ce->head || m.rev >= SYNC_SANE ||
+		    m.offset >= SYNC_SANE)
+			return -EPROTO;
 		if (f->rx != NULL)
 			buf_release(&f->rx->data);
 		else if ((f->rx = calloc(1, sizeof(*f->rx))) == NULL)
@@ -984,6 +1047,7 @@ sync_on_snapshot(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 		return -EPROTO;
 	if (buf_append(&f->rx->data, m.data, m.len) < 0)
 		return -EPROTO;
+	f->progress_ms = loop_now_ms();		/* a chunk is progress */
 	if (f->rx->data.len < f->rx->total)
 		return 0;
 	err_clear(&e);
@@ -1086,8 +1150,7 @@ sync_peer_add(struct sync *s, const char *id, struct conn *c)
 	sp->next = s->peers;
 	s->peers = sp;
 	pthread_mutex_unlock(&s->cat_lock);
-	sp->cat_clock = journal_clock(s->journal);
-	sync_send_catalogue(s, sp, 0, true);
+	sync_catalogue_start(s, sp, true);
 	sync_counters_publish(s);
 	return sp;
 }
@@ -1135,10 +1198,10 @@ sync_tick(struct sync *s)
 
 	/* what changed since each peer last heard */
 	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
-		if (clock > sp->cat_clock) {
-			sync_send_catalogue(s, sp, sp->cat_clock, false);
-			sp->cat_clock = clock;
-		}
+		if (sp->cat_busy)
+			sync_catalogue_pump(s, sp);
+		else if (clock > sp->cat_clock)
+			sync_catalogue_start(s, sp, false);
 	}
 	/* stalls: an upstream ahead of us that sends nothing */
 	for (size_t i = 0; i < s->nfollow; i++) {
@@ -1201,8 +1264,9 @@ sync_open(struct sync **out, const struct config *cfg, struct journal *j,
 	s->journal = j;
 	pthread_mutex_init(&s->cat_lock, NULL);
 	pthread_mutex_init(&s->view_lock, NULL);
-	s->evcap = SYNC_BATCH > cfg->max_event_bytes + 1 ? SYNC_BATCH :
-	    cfg->max_event_bytes + 1;
+	/* whole events of any source: the largest limit a node may have */
+	s->evcap = SYNC_EVENT_MAX + 1 > SYNC_BATCH ? SYNC_EVENT_MAX + 1 :
+	    SYNC_BATCH;
 	buf_init(&s->frame, WIRE_FRAME_MAX + WIRE_HEADER);
 	if ((s->evbuf = malloc(s->evcap)) == NULL ||
 	    (s->catbuf = calloc(WIRE_CAT_MAX, sizeof(*s->catbuf))) == NULL ||

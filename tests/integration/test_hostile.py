@@ -3,6 +3,7 @@ logged reason while the node keeps serving its mount and its other peers."""
 import os
 import random
 import resource
+import signal
 import socket
 import struct
 import time
@@ -206,3 +207,55 @@ def test_stalled_subscription_moves_to_another_peer(nodes, certs):
     assert b.info("evil")["subscribed_to"] == "e"
     x.close()
     e.close()
+
+
+def test_shutdown_with_a_duplicate_lingering(nodes, certs):
+    """A duplicate connection in purgatory that never hangs up must not keep
+    the daemon from exiting."""
+    a = nodes("a").start_peer(certs, free_port(), config=CONF)
+    c1, _ = introduce(certs, a.port, "b")
+    wait_for(lambda: a.active() == ["b"], what="b active")
+    c2 = wp.client(str(certs), "b", a.port)
+    c2.sendall(wp.hello("b"))
+    wait_for(lambda: any(p["state"] == "purgatory" for p in a.peers()), what="purgatory")
+    a.proc.send_signal(signal.SIGTERM)
+    c1.close()
+    try:
+        a.proc.wait(8)
+    finally:
+        c2.close()
+    assert a.stop() == 0
+
+
+def test_no_redial_cycle_after_duplicates(nodes, certs):
+    conf = CONF.replace("exchange = false;", "exchange = false; purgatory_ms = 300;")
+    pa, pb = free_port(), free_port()
+    a, b = nodes("a"), nodes("b")
+    a.start_peer(certs, pa, [pb], config=conf, wait=False)
+    b.start_peer(certs, pb, [pa], config=conf, wait=False)
+    wait_for(lambda: os.path.ismount(a.mnt) and os.path.ismount(b.mnt), what="mounts")
+    wait_for(lambda: a.active() == ["b"] and b.active() == ["a"], what="active")
+    time.sleep(4)
+    dups = a.log().count("duplicate connection") + b.log().count("duplicate connection")
+    assert dups <= 4, "%d duplicate connections: a redial cycle" % dups
+    assert [p["seed"] for p in a.peers() if p["state"] == "active"] == [True]
+
+
+def test_absurd_snapshot_reset_refused(nodes, certs):
+    a = nodes("a").start_peer(certs, free_port(), config=CONF)
+    c, r = introduce(certs, a.port, "b")
+    c.sendall(wp.catalogue([{"device": "d1", "epoch": 7, "source": "b", "head": 10 ** 6}]))
+    f = r.until(wp.SUBSCRIBE, timeout=15)
+    dev, epoch, from_rev, sub = wp.parse_subscribe(f[1])
+    body = wp.s("d1") + struct.pack(">IBQQQQI", sub, 0, 2 ** 64 - 1, 2 ** 64 - 10, 0, 0, 0)
+    c.sendall(wp.frame(wp.SNAPSHOT, body))
+    f = r.until(wp.BYE)
+    assert f is not None and b"bad snapshot frame" in f[1]
+    c.close()
+    info = a.info("d1")
+    assert info["head"] == 0 and info["first"] == 1
+    # and the catalogue still reaches other peers whole
+    c2, r2 = introduce(certs, a.port, "c")
+    f = r2.until(wp.CATALOGUE, timeout=5)
+    assert f is not None and b"d1" in f[1]
+    c2.close()
