@@ -930,20 +930,21 @@ ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /*
  * Directory offsets are stable cursors: entry k (from 0) of the listing
  * "." ".." <own files> <devices in creation order> has offset k + 1.
+ * With readdirplus each entry carries its attributes too, so `ls -l` of a
+ * large root costs no LOOKUP per device (FUSE-NOTES §7); "." and ".." go
+ * without (inode 0: the kernel makes no entry of them).
  */
 static void
-ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-    struct fuse_file_info *fi)
+ops_listdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    bool plus)
 {
 	struct odofs *o = ops_ctx(req);
 	const struct tree_entry *files;
 	size_t nfiles, used = 0;
 	uint64_t k, total;
 	struct tree_node n;
-	struct stat st;
 	char *buf;
 
-	(void)fi;
 	if (!ops_decode(o, ino, &n) || !tree_is_dir(n.kind))
 		return ops_reply_err(req, -ENOTDIR);
 	if (n.kind == TREE_ROOT) {
@@ -961,37 +962,65 @@ ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if ((buf = malloc(size)) == NULL)
 		return ops_reply_err(req, -ENOMEM);
-	memset(&st, 0, sizeof(st));
 	for (k = (uint64_t)off; k < total; k++) {
+		struct fuse_entry_param e;
+		struct tree_node c = { TREE_NONE, n.dev, 0 };
 		char name[JOURNAL_ID_MAX + 1];
 		size_t ent;
 
+		memset(&e, 0, sizeof(e));
 		if (k < 2) {
 			snprintf(name, sizeof(name), "%s", k == 0 ? "." : "..");
-			st.st_ino = k == 0 ? ino : 1;
-			st.st_mode = S_IFDIR;
-		} else if (k < 2 + nfiles) {
-			snprintf(name, sizeof(name), "%s", files[k - 2].name);
-			st.st_ino = tree_ino(files[k - 2].kind, n.dev);
-			st.st_mode = tree_is_dir(files[k - 2].kind) ? S_IFDIR :
-			    S_IFREG;
+			e.attr.st_ino = k == 0 ? ino : 1;
+			e.attr.st_mode = S_IFDIR;
 		} else {
-			uint32_t dev = (uint32_t)(k - 2 - nfiles);
-			size_t len;
-			const char *id = journal_id(o->journal, dev, &len);
+			if (k < 2 + nfiles) {
+				snprintf(name, sizeof(name), "%s",
+				    files[k - 2].name);
+				c.kind = files[k - 2].kind;
+			} else {
+				size_t len;
+				const char *id;
 
-			memcpy(name, id, len + 1);
-			st.st_ino = tree_ino(TREE_DEV, dev);
-			st.st_mode = S_IFDIR;
+				c.kind = TREE_DEV;
+				c.dev = (uint32_t)(k - 2 - nfiles);
+				id = journal_id(o->journal, c.dev, &len);
+				memcpy(name, id, len + 1);
+			}
+			e.attr_timeout = ops_stat(o, &c, &e.attr);
+			if (plus) {
+				e.ino = e.attr.st_ino;
+				e.entry_timeout = OPS_DIR_TIMEOUT;
+			}
 		}
-		ent = fuse_add_direntry(req, buf + used, size - used, name, &st,
-		    (off_t)(k + 1));
+		if (plus)
+			ent = fuse_add_direntry_plus(req, buf + used, size - used,
+			    name, &e, (off_t)(k + 1));
+		else
+			ent = fuse_add_direntry(req, buf + used, size - used,
+			    name, &e.attr, (off_t)(k + 1));
 		if (ent > size - used)
 			break;
 		used += ent;
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+}
+
+static void
+ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	(void)fi;
+	ops_listdir(req, ino, size, off, false);
+}
+
+static void
+ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	(void)fi;
+	ops_listdir(req, ino, size, off, true);
 }
 
 static void
@@ -1033,5 +1062,6 @@ const struct fuse_lowlevel_ops ops_table = {
 	.poll = ops_poll,
 	.opendir = ops_opendir,
 	.readdir = ops_readdir,
+	.readdirplus = ops_readdirplus,
 	.statfs = ops_statfs,
 };
