@@ -136,7 +136,7 @@ journal_dev(struct journal *j, uint32_t idx)
 static uint64_t
 journal_hash_id(const char *id, size_t len)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = 14695981039346656037ull;
 
 	for (size_t i = 0; i < len; i++) {
 		h ^= (unsigned char)id[i];

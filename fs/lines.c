@@ -44,7 +44,7 @@ lines_plan(size_t pending, const char *data, size_t size, size_t max,
 unsigned long long
 lines_hash(const char *p, size_t n)
 {
-	unsigned long long h = 1469598103934665603ull;
+	unsigned long long h = 14695981039346656037ull;
 
 	for (size_t i = 0; i < n; i++) {
 		h ^= (unsigned char)p[i];

@@ -139,7 +139,7 @@ struct sync {
 static uint64_t
 cat_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = 14695981039346656037ull;
 
 	for (; *s != '\0'; s++) {
 		h ^= (unsigned char)*s;

@@ -225,6 +225,7 @@ wire_events_encode(struct buf *b, const struct wire_events *m)
 
 	wire_enc_begin(&w, b, WIRE_EVENTS);
 	if (m->first == 0 || m->count == 0 ||
+	    m->first > UINT64_MAX - m->count ||
 	    !wire_lines_ok(m->lines, m->len, m->count))
 		wire_enc_fail(&w, -EINVAL);
 	wire_put_device(&w, m->device);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up (tests/setup.sh), then runs every test: the C unit tests, the
-# integration suite against the normal build, and the integration suite
-# again against the AddressSanitizer + UndefinedBehaviorSanitizer build.
+# Sets up (tests/setup.sh), then runs every test: the C unit tests (also
+# under valgrind's memcheck), the integration suite against the normal
+# build, and the integration suite again against the AddressSanitizer +
+# UndefinedBehaviorSanitizer build.
 # Extra arguments go to pytest (e.g. -k events).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,15 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 echo "== unit tests"
 meson test -C build --print-errorlogs
 meson test -C build-asan --print-errorlogs
+
+# memcheck: any error, or a definite leak, fails the test; "possibly lost"
+# and "still reachable" (thread stacks, OpenSSL's and LevelDB's globals)
+# do not.  tests/valgrind.supp names libconfig 1.5's own leak.
+echo "== unit tests under valgrind"
+meson test -C build --suite unit --print-errorlogs --timeout-multiplier 4 \
+	--wrapper "valgrind --quiet --error-exitcode=1 --leak-check=full \
+	--show-leak-kinds=definite --errors-for-leak-kinds=definite \
+	--suppressions=$PWD/tests/valgrind.supp"
 
 echo "== integration tests"
 $PY -m pytest -q tests/integration "$@"

@@ -4,13 +4,16 @@
  * of every valid frame is "need more" at the frame level and -EPROTO at the
  * payload level; oversized and empty headers, trailing bytes, bad ids, bad
  * text and bad counts are refused; the encoder honours its buffer's maximum
- * and the frame maximum.  Then the fuzz target's check (tests/fuzz/
- * fuzz_wire.c, linked in) runs over the seed corpus in
- * $ODOFS_SOURCE_ROOT/tests/fuzz/corpus/wire and over a few thousand random
- * and mutated inputs from a fixed seed.
+ * and the frame maximum.  The replication messages (CATALOGUE, SUBSCRIBE,
+ * UNSUBSCRIBE, EVENTS, SNAPSHOT, REJECT) likewise, with their own limits:
+ * catalogue size, revisions, line counts, snapshot chunk bounds.  Then the
+ * fuzz target's check (tests/fuzz/fuzz_wire.c, linked in) runs over the
+ * seed corpus in $ODOFS_SOURCE_ROOT/tests/fuzz/corpus/wire and over a few
+ * thousand random and mutated inputs from a fixed seed.
  *
  * ODOFS_WRITE_CORPUS=DIR writes the valid frames used here into DIR, one
- * file each: that is how the seed corpus was made.
+ * file each, and "stream-repl", the replication frames one after another:
+ * that is how the seed corpus was made ("stream" was written by hand).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -392,15 +395,352 @@ test_peers(void)
 	buf_release(&r);
 }
 
+/*
+ * Replication messages (types 16..21).
+ */
+
+/* Decodes b's one frame with dec, re-encodes with enc, and compares. */
+#define ROUND_TRIP(b, want_type, m, dec, enc) do {			\
+	const uint8_t *p_;						\
+	size_t n_;							\
+	uint8_t t_;							\
+	struct buf r_;							\
+									\
+	buf_init(&r_, 1 << 20);						\
+	if (split_one((b), &t_, &p_, &n_) == 0) {			\
+		CHECK_EQ_INT(t_, (want_type));				\
+		CHECK_EQ_INT(dec(p_, n_, (m)), 0);			\
+		CHECK_EQ_INT(enc(&r_, (m)), 0);				\
+		reencode_same((b), &r_);				\
+	}								\
+	buf_release(&r_);						\
+} while (0)
+
+static void
+cat_entry(struct wire_cat_entry *e, const char *dev, const char *src,
+    uint64_t first, uint64_t head, uint64_t snap, uint8_t role,
+    const char *up)
+{
+	memset(e, 0, sizeof(*e));
+	snprintf(e->device, sizeof(e->device), "%s", dev);
+	snprintf(e->source, sizeof(e->source), "%s", src);
+	snprintf(e->upstream, sizeof(e->upstream), "%s", up);
+	e->epoch = 0x1122334455667788ULL;
+	e->created_ns = 1700000000123456789ULL;
+	e->first = first;
+	e->head = head;
+	e->snapshot = snap;
+	e->role = role;
+}
+
+static void
+test_catalogue(void)
+{
+	static struct wire_cat_entry in[WIRE_CAT_MAX + 1], out[WIRE_CAT_MAX];
+	struct buf b, r;
+	const uint8_t *p;
+	size_t n, count;
+	uint8_t type, flags;
+
+	buf_init(&b, 1 << 20);
+	buf_init(&r, 1 << 20);
+	cat_entry(&in[0], "sensors", "node-a", 1, 120, 100,
+	    WIRE_ROLE_SOURCE, "");
+	cat_entry(&in[1], "audit.log", "node-b", 51, 50, 50,
+	    WIRE_ROLE_REPLICA, "node-c@site:1");	/* compacted: empty */
+	cat_entry(&in[2], "fresh", "node-a", 1, 0, 0, WIRE_ROLE_SOURCE, "");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, WIRE_CAT_FULL, in, 3), 0);
+	if (split_one(&b, &type, &p, &n) == 0) {
+		CHECK_EQ_INT(type, WIRE_CATALOGUE);
+		CHECK_EQ_INT(wire_catalogue_decode(p, n, &flags, out,
+		    WIRE_CAT_MAX, &count), 0);
+		CHECK_EQ_INT(flags, WIRE_CAT_FULL);
+		CHECK_EQ_INT(count, 3);
+		for (size_t i = 0; i < 3 && count == 3; i++) {
+			CHECK(strcmp(out[i].device, in[i].device) == 0);
+			CHECK(strcmp(out[i].source, in[i].source) == 0);
+			CHECK(strcmp(out[i].upstream, in[i].upstream) == 0);
+			CHECK(out[i].epoch == in[i].epoch);
+			CHECK(out[i].created_ns == in[i].created_ns);
+			CHECK(out[i].first == in[i].first);
+			CHECK(out[i].head == in[i].head);
+			CHECK(out[i].snapshot == in[i].snapshot);
+			CHECK_EQ_INT(out[i].role, in[i].role);
+		}
+		CHECK_EQ_INT(wire_catalogue_encode(&r, flags, out, count), 0);
+		reencode_same(&b, &r);
+		CHECK_EQ_INT(wire_catalogue_decode(p, n, &flags, out, 2,
+		    &count), -ENOSPC);
+		CHECK_EQ_INT(count, 0);
+	}
+	keep_sample("catalogue", &b);
+	buf_reset(&b);
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in + 1, 1), 0);
+	keep_sample("catalogue-delta", &b);
+	buf_reset(&b);
+	CHECK_EQ_INT(wire_catalogue_encode(&b, WIRE_CAT_FULL, in, 0), 0);
+	keep_sample("catalogue-empty", &b);
+
+	/* the most: 512 fit, 513 do not */
+	for (size_t i = 0; i <= WIRE_CAT_MAX; i++) {
+		char dev[32];
+
+		snprintf(dev, sizeof(dev), "dev-%zu", i);
+		cat_entry(&in[i], dev, "node-a", 1, i, 0, WIRE_ROLE_SOURCE,
+		    "");
+	}
+	buf_reset(&b);
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, WIRE_CAT_MAX), 0);
+	if (split_one(&b, &type, &p, &n) == 0) {
+		CHECK_EQ_INT(wire_catalogue_decode(p, n, &flags, out,
+		    WIRE_CAT_MAX, &count), 0);
+		CHECK_EQ_INT(count, WIRE_CAT_MAX);
+	}
+	buf_reset(&b);
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, WIRE_CAT_MAX + 1),
+	    -EINVAL);
+	CHECK_EQ_INT(b.len, 0);
+
+	/* what a decoder would refuse, the encoder refuses */
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0x02, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "n", 0, 5, 0, WIRE_ROLE_SOURCE, "");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "n", 7, 5, 0, WIRE_ROLE_SOURCE, "");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "n", 1, 5, 6, WIRE_ROLE_SOURCE, "");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "n", 1, UINT64_MAX, 0, WIRE_ROLE_SOURCE, "");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "n", 1, 5, 0, 2, "");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "a/b", "n", 1, 5, 0, WIRE_ROLE_SOURCE, "");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "", 1, 5, 0, WIRE_ROLE_SOURCE, "");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "n", 1, 5, 0, WIRE_ROLE_SOURCE, ".up");
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	CHECK_EQ_INT(b.len, 0);
+	{
+		/* flags 2; count 513 */
+		static const uint8_t badflags[] = { 2, 0, 0 };
+		static const uint8_t over[] = { 0, 0x02, 0x01 };
+
+		CHECK_EQ_INT(wire_catalogue_decode(badflags, sizeof(badflags),
+		    &flags, out, WIRE_CAT_MAX, &count), -EPROTO);
+		CHECK_EQ_INT(wire_catalogue_decode(over, sizeof(over), &flags,
+		    out, WIRE_CAT_MAX, &count), -EPROTO);
+	}
+	buf_release(&b);
+	buf_release(&r);
+}
+
+static void
+test_subscriptions(void)
+{
+	struct wire_sub m = { .device = "sensors", .epoch = 42, .from = 1001,
+	    .sub = 7 }, d;
+	struct buf b;
+
+	buf_init(&b, 1 << 16);
+	CHECK_EQ_INT(wire_subscribe_encode(&b, &m), 0);
+	ROUND_TRIP(&b, WIRE_SUBSCRIBE, &d, wire_subscribe_decode,
+	    wire_subscribe_encode);
+	CHECK(strcmp(d.device, "sensors") == 0);
+	CHECK(d.epoch == 42 && d.from == 1001 && d.sub == 7);
+	keep_sample("subscribe", &b);
+
+	buf_reset(&b);
+	CHECK_EQ_INT(wire_unsubscribe_encode(&b, &m), 0);
+	CHECK_EQ_INT(b.len, WIRE_HEADER + 1 + 2 + 7 + 4);	/* no epoch, from */
+	ROUND_TRIP(&b, WIRE_UNSUBSCRIBE, &d, wire_unsubscribe_decode,
+	    wire_unsubscribe_encode);
+	CHECK(d.sub == 7 && d.epoch == 0 && d.from == 0);
+	keep_sample("unsubscribe", &b);
+
+	buf_reset(&b);
+	snprintf(m.reason, sizeof(m.reason), "epoch 41 is gone: resubscribe");
+	CHECK_EQ_INT(wire_reject_encode(&b, &m), 0);
+	ROUND_TRIP(&b, WIRE_REJECT, &d, wire_reject_decode,
+	    wire_reject_encode);
+	CHECK(strcmp(d.reason, m.reason) == 0);
+	keep_sample("reject", &b);
+	buf_reset(&b);
+	m.reason[0] = '\0';
+	CHECK_EQ_INT(wire_reject_encode(&b, &m), 0);
+	keep_sample("reject-empty", &b);
+
+	/* refused: from 0, a bad device, a reason that is not text */
+	buf_reset(&b);
+	m.from = 0;
+	CHECK_EQ_INT(wire_subscribe_encode(&b, &m), -EINVAL);
+	CHECK_EQ_INT(wire_unsubscribe_encode(&b, &m), 0);	/* unused */
+	buf_reset(&b);
+	m.from = 1;
+	snprintf(m.device, sizeof(m.device), ".hidden");
+	CHECK_EQ_INT(wire_subscribe_encode(&b, &m), -EINVAL);
+	memset(m.device, 'd', WIRE_DEVICE_MAX);
+	m.device[WIRE_DEVICE_MAX] = '\0';
+	CHECK_EQ_INT(wire_subscribe_encode(&b, &m), 0);		/* 128: fine */
+	buf_reset(&b);
+	snprintf(m.device, sizeof(m.device), "d");
+	snprintf(m.reason, sizeof(m.reason), "tab\there");
+	CHECK_EQ_INT(wire_reject_encode(&b, &m), -EINVAL);
+	CHECK_EQ_INT(b.len, 0);
+	{
+		/* device "d", epoch 0, from 0, sub 1 */
+		static const uint8_t from0[] = { 0, 1, 'd', 0, 0, 0, 0, 0, 0,
+		    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+		/* a device of 129 bytes */
+		uint8_t big[2 + WIRE_DEVICE_MAX + 1 + 4];
+
+		CHECK_EQ_INT(wire_subscribe_decode(from0, sizeof(from0), &d),
+		    -EPROTO);
+		memset(big, 'd', sizeof(big));
+		big[0] = 0;
+		big[1] = WIRE_DEVICE_MAX + 1;
+		CHECK_EQ_INT(wire_unsubscribe_decode(big, sizeof(big), &d),
+		    -EPROTO);
+		big[1] = WIRE_DEVICE_MAX;
+		CHECK_EQ_INT(wire_unsubscribe_decode(big, sizeof(big) - 1, &d),
+		    0);
+	}
+	buf_release(&b);
+}
+
+static void
+test_events(void)
+{
+	static const char lines[] = "{\"t\":1}\n\nthird line\n";
+	struct wire_events m = { .device = "sensors", .sub = 3, .first = 118,
+	    .count = 3, .lines = (const uint8_t *)lines,
+	    .len = sizeof(lines) - 1 }, d;
+	struct buf b;
+
+	buf_init(&b, 1 << 16);
+	CHECK_EQ_INT(wire_events_encode(&b, &m), 0);
+	ROUND_TRIP(&b, WIRE_EVENTS, &d, wire_events_decode,
+	    wire_events_encode);
+	CHECK(d.first == 118 && d.count == 3 && d.sub == 3);
+	CHECK(d.len == m.len && d.lines != NULL &&
+	    memcmp(d.lines, lines, d.len) == 0);
+	keep_sample("events", &b);
+	buf_reset(&b);
+	m.lines = (const uint8_t *)"\n";
+	m.len = 1;
+	m.count = 1;
+	m.first = 1;
+	CHECK_EQ_INT(wire_events_encode(&b, &m), 0);
+	keep_sample("events-one", &b);
+
+	/* count must match the lines, which end in '\n'; first >= 1 */
+	buf_reset(&b);
+	m.count = 2;
+	CHECK_EQ_INT(wire_events_encode(&b, &m), -EINVAL);
+	m.count = 1;
+	m.lines = (const uint8_t *)"no newline";
+	m.len = 10;
+	CHECK_EQ_INT(wire_events_encode(&b, &m), -EINVAL);
+	m.lines = (const uint8_t *)"a\nb";
+	m.len = 3;
+	CHECK_EQ_INT(wire_events_encode(&b, &m), -EINVAL);
+	m.lines = (const uint8_t *)"a\n";
+	m.len = 2;
+	m.first = 0;
+	CHECK_EQ_INT(wire_events_encode(&b, &m), -EINVAL);
+	m.first = 1;
+	m.count = 0;
+	m.len = 0;
+	CHECK_EQ_INT(wire_events_encode(&b, &m), -EINVAL);
+	CHECK_EQ_INT(b.len, 0);
+	{
+		/* device "d", sub 0, first 2^64-1, count 2, "a\nb\n" */
+		static const uint8_t wrap[] = { 0, 1, 'd', 0, 0, 0, 0,
+		    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		    0, 0, 0, 2, 0, 0, 0, 4, 'a', '\n', 'b', '\n' };
+		/* a length past the frame */
+		static const uint8_t longlen[] = { 0, 1, 'd', 0, 0, 0, 0,
+		    0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff,
+		    '\n' };
+
+		CHECK_EQ_INT(wire_events_decode(wrap, sizeof(wrap), &d),
+		    -EPROTO);
+		CHECK_EQ_INT(wire_events_decode(longlen, sizeof(longlen), &d),
+		    -EPROTO);
+	}
+	buf_release(&b);
+}
+
+static void
+test_snapshot(void)
+{
+	static const char data[] = "state: 41 sensors\n";
+	struct wire_snapshot m = { .device = "sensors", .sub = 9,
+	    .mode = WIRE_SNAP_RESET, .rev = 300, .offset = 1992,
+	    .total = 100, .at = 10, .data = (const uint8_t *)data,
+	    .len = sizeof(data) - 1 }, d;
+	struct buf b;
+
+	buf_init(&b, 1 << 16);
+	CHECK_EQ_INT(wire_snapshot_encode(&b, &m), 0);
+	ROUND_TRIP(&b, WIRE_SNAPSHOT, &d, wire_snapshot_decode,
+	    wire_snapshot_encode);
+	CHECK(d.rev == 300 && d.offset == 1992 && d.total == 100 &&
+	    d.at == 10 && d.mode == WIRE_SNAP_RESET);
+	CHECK(d.len == m.len && memcmp(d.data, data, d.len) == 0);
+	keep_sample("snapshot", &b);
+	/* an empty snapshot; an install, the last chunk exactly */
+	buf_reset(&b);
+	m.total = m.at = m.len = 0;
+	CHECK_EQ_INT(wire_snapshot_encode(&b, &m), 0);
+	keep_sample("snapshot-empty", &b);
+	buf_reset(&b);
+	m.mode = WIRE_SNAP_INSTALL;
+	m.total = 20;
+	m.at = 2;
+	m.len = 18;
+	CHECK_EQ_INT(wire_snapshot_encode(&b, &m), 0);
+	keep_sample("snapshot-install", &b);
+
+	/* refused: a chunk past the total, an unknown mode */
+	buf_reset(&b);
+	m.len = 19;
+	CHECK_EQ_INT(wire_snapshot_encode(&b, &m), -EINVAL);
+	m.len = 1;
+	m.at = 21;
+	CHECK_EQ_INT(wire_snapshot_encode(&b, &m), -EINVAL);
+	m.at = 0;
+	m.mode = 2;
+	CHECK_EQ_INT(wire_snapshot_encode(&b, &m), -EINVAL);
+	CHECK_EQ_INT(b.len, 0);
+	{
+		/* at = total = 2^64-1, len 1: at + len would wrap */
+		static const uint8_t wrap[] = { 0, 1, 'd', 0, 0, 0, 0, 0,
+		    0, 0, 0, 0, 0, 0, 0, 0,	/* rev */
+		    0, 0, 0, 0, 0, 0, 0, 0,	/* offset */
+		    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		    0, 0, 0, 1, 'x' };
+
+		CHECK_EQ_INT(wire_snapshot_decode(wrap, sizeof(wrap), &d),
+		    -EPROTO);
+	}
+	buf_release(&b);
+}
+
 /* Decodes payload p[n] as a message of type; returns the decoder's rc. */
 static int
 decode_as(uint8_t type, const uint8_t *p, size_t n)
 {
 	static struct wire_peer peers[WIRE_PEERS_MAX];
+	static struct wire_cat_entry cat[WIRE_CAT_MAX];
 	struct wire_hello h;
 	struct wire_bye y;
+	struct wire_sub sub;
+	struct wire_events ev;
+	struct wire_snapshot snap;
 	uint64_t t;
 	size_t count;
+	uint8_t flags;
 
 	switch (type) {
 	case WIRE_HELLO:
@@ -413,6 +753,19 @@ decode_as(uint8_t type, const uint8_t *p, size_t n)
 		return wire_bye_decode(p, n, &y);
 	case WIRE_PEERS:
 		return wire_peers_decode(p, n, peers, WIRE_PEERS_MAX, &count);
+	case WIRE_CATALOGUE:
+		return wire_catalogue_decode(p, n, &flags, cat, WIRE_CAT_MAX,
+		    &count);
+	case WIRE_SUBSCRIBE:
+		return wire_subscribe_decode(p, n, &sub);
+	case WIRE_UNSUBSCRIBE:
+		return wire_unsubscribe_decode(p, n, &sub);
+	case WIRE_EVENTS:
+		return wire_events_decode(p, n, &ev);
+	case WIRE_SNAPSHOT:
+		return wire_snapshot_decode(p, n, &snap);
+	case WIRE_REJECT:
+		return wire_reject_decode(p, n, &sub);
 	default:
 		return -ENOTSUP;
 	}
@@ -605,6 +958,10 @@ next_rand(void)
 	return rng;
 }
 
+static const uint8_t known_types[] = { WIRE_HELLO, WIRE_PING, WIRE_PONG,
+    WIRE_BYE, WIRE_PEERS, WIRE_CATALOGUE, WIRE_SUBSCRIBE, WIRE_UNSUBSCRIBE,
+    WIRE_EVENTS, WIRE_SNAPSHOT, WIRE_REJECT };
+
 static void
 test_random(void)
 {
@@ -622,7 +979,8 @@ test_random(void)
 			in[1] = 0;
 			in[2] = (uint8_t)((n - 4) >> 8);
 			in[3] = (uint8_t)(n - 4);
-			in[4] = (uint8_t)(1 + next_rand() % 5);
+			in[4] = known_types[next_rand() %
+			    sizeof(known_types)];
 		}
 		LLVMFuzzerTestOneInput(in, n);
 		iterations++;
@@ -680,7 +1038,7 @@ test_corpus(void)
 		files++;
 	}
 	closedir(dp);
-	CHECK(files >= 5);
+	CHECK(files >= 20);
 }
 
 static void
@@ -698,6 +1056,18 @@ write_corpus(const char *dir)
 		fwrite(samples[s].data, 1, samples[s].len, f);
 		fclose(f);
 	}
+	/* one stream of a replication session's frames */
+	snprintf(path, sizeof(path), "%s/stream-repl", dir);
+	if ((f = fopen(path, "wb")) == NULL) {
+		perror(path);
+		return;
+	}
+	for (size_t s = 0; s < nsamples; s++)
+		if (samples[s].len > WIRE_HEADER &&
+		    (uint8_t)samples[s].data[WIRE_HEADER] >= WIRE_REPL_FIRST &&
+		    strchr(sample_names[s], '-') == NULL)
+			fwrite(samples[s].data, 1, samples[s].len, f);
+	fclose(f);
 }
 
 void
@@ -710,6 +1080,10 @@ unit_main(void)
 	test_ping_pong();
 	test_bye();
 	test_peers();
+	test_catalogue();
+	test_subscriptions();
+	test_events();
+	test_snapshot();
 	test_truncations();
 	test_headers();
 	test_encoder_bounds();
