@@ -25,8 +25,12 @@ meson test -C build --suite unit --print-errorlogs --timeout-multiplier 4 \
 	--show-leak-kinds=definite --errors-for-leak-kinds=definite \
 	--suppressions=$PWD/tests/valgrind.supp"
 
+# the chaos soak: 2 minutes in CI, 30 s by hand, 20 s under the sanitizers
+SOAK=${ODOFS_SOAK_SECONDS:-$([ "${CI:-}" = true ] && echo 120 || echo 30)}
+
 echo "== integration tests"
-$PY -m pytest -q tests/integration "$@"
+ODOFS_SOAK_SECONDS=$SOAK $PY -m pytest -q tests/integration "$@"
 
 echo "== integration tests under ASan+UBSan"
-ODOFS_SANITIZED=1 ODOFS_BIN="$PWD/build-asan/fs/odofs" $PY -m pytest -q tests/integration "$@"
+ODOFS_SOAK_SECONDS=20 ODOFS_SANITIZED=1 ODOFS_BIN="$PWD/build-asan/fs/odofs" \
+	$PY -m pytest -q tests/integration "$@"
