@@ -35,6 +35,7 @@
 
 #define PIPES_TICK_MS		1000	/* housekeeping: firehose pruning */
 #define PIPES_MAX_READ		(1u << 20)
+#define PIPES_INLINE_MAX	4	/* parked reads answered by the committer */
 
 enum pipe_kind {
 	PIPE_DEVICE,
@@ -87,6 +88,9 @@ pipes_kick(struct pipes *p)
 	(void)!write(p->efd, &one, sizeof(one));
 }
 
+static bool pipe_deliver(struct pipes *p, struct pipe *s, bool eof,
+    bool notify);
+
 void
 pipes_notify(void *arg, uint32_t idx, uint64_t head)
 {
@@ -95,8 +99,27 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	(void)idx;
 	(void)head;
 	/* no pipe open: no wake-up (a syscall and a context switch) */
-	if (atomic_load(&p->open) > 0)
-		pipes_kick(p);
+	if (atomic_load(&p->open) == 0)
+		return;
+	/*
+	 * A few parked readers are answered here, in the committing thread:
+	 * that saves the wake-up of the delivery thread, which is most of a
+	 * blocked reader's latency.  Many are left to the delivery thread,
+	 * so that one append never waits for hundreds of replies.
+	 */
+	if (atomic_load(&p->parked) <= PIPES_INLINE_MAX &&
+	    atomic_load(&p->open) <= PIPES_INLINE_MAX * 4 &&
+	    !atomic_load(&p->stopping) && pthread_mutex_trylock(&p->lock) == 0) {
+		bool polled = false;
+
+		/* no poll notification from inside a request (FUSE-NOTES §2) */
+		for (struct pipe *s = p->pipes; s != NULL; s = s->next)
+			polled |= pipe_deliver(p, s, false, false);
+		pthread_mutex_unlock(&p->lock);
+		if (!polled)
+			return;
+	}
+	pipes_kick(p);
 }
 
 /* Whether s's cursor has something to read.  Caller holds s->lock. */
@@ -279,9 +302,10 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
  * under us); takes s->lock, and replies with neither s->lock held nor a
  * callback still running on the request.
  */
-static void
-pipe_deliver(struct pipes *p, struct pipe *s, bool eof)
+static bool
+pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify)
 {
+	bool skipped = false;
 	struct fuse_pollhandle *ph = NULL;
 	fuse_req_t req = NULL;
 	char *buf = NULL;
@@ -298,10 +322,16 @@ pipe_deliver(struct pipes *p, struct pipe *s, bool eof)
 		/* ready but empty (a failed commit): stays parked */
 	}
 	if (s->ph != NULL && (eof || pipe_ready(p, s))) {
+		if (!notify) {
+			skipped = true;	/* the delivery thread notifies */
+			pthread_mutex_unlock(&s->lock);
+			goto reply;
+		}
 		ph = s->ph;
 		s->ph = NULL;
 	}
 	pthread_mutex_unlock(&s->lock);
+reply:
 	if (req != NULL) {
 		/* waits out a callback already running on req */
 		fuse_req_interrupt_func(req, NULL, NULL);
@@ -313,6 +343,7 @@ pipe_deliver(struct pipes *p, struct pipe *s, bool eof)
 		fuse_lowlevel_notify_poll(ph);
 		fuse_pollhandle_destroy(ph);
 	}
+	return skipped;
 }
 
 /*
@@ -363,7 +394,7 @@ pipes_main(void *arg)
 		(void)!read(p->efd, &n, sizeof(n));
 		pthread_mutex_lock(&p->lock);
 		for (struct pipe *s = p->pipes; s != NULL; s = s->next)
-			pipe_deliver(p, s, false);
+			pipe_deliver(p, s, false, true);
 		pthread_mutex_unlock(&p->lock);
 	}
 	return NULL;
@@ -409,7 +440,7 @@ pipes_stop(struct pipes *p)
 	p->started = false;
 	pthread_mutex_lock(&p->lock);
 	for (struct pipe *s = p->pipes; s != NULL; s = s->next)
-		pipe_deliver(p, s, true);
+		pipe_deliver(p, s, true, true);
 	pthread_mutex_unlock(&p->lock);
 }
 
