@@ -140,6 +140,11 @@ def test_invalid_device_names(node):
         with pytest.raises(OSError) as ei:
             os.mkdir(node.path(name))
         assert ei.value.errno == errno.EINVAL, name
+    # binary (NUL-free) bytes are not an id either
+    for raw in (b"\x01dev", b"dev\xff", b"\xc3\xa9t\xc3\xa9", b"a\x7fb"):
+        with pytest.raises(OSError) as ei:
+            os.mkdir(os.path.join(node.mnt.encode(), raw))
+        assert ei.value.errno == errno.EINVAL, raw
     # ".." never reaches the daemon: the kernel answers it
     with pytest.raises(OSError) as ei:
         os.mkdir(node.path(".."))
