@@ -325,7 +325,7 @@ wire_get_str(struct wire_dec *d, char *dst, size_t size)
 }
 
 int
-wire_get_id(struct wire_dec *d, char *dst)
+wire_get_name(struct wire_dec *d, char *dst, size_t max, bool optional)
 {
 	const uint8_t *p;
 	size_t n;
@@ -333,11 +333,17 @@ wire_get_id(struct wire_dec *d, char *dst)
 	dst[0] = '\0';
 	if (wire_get_strref(d, &p, &n) < 0)
 		return d->rc;
-	if (!config_valid_id((const char *)p, n, WIRE_ID_MAX))
+	if (!(optional && n == 0) && !config_valid_id((const char *)p, n, max))
 		return wire_dec_fail(d, -EPROTO);
 	memcpy(dst, p, n);
 	dst[n] = '\0';
 	return 0;
+}
+
+int
+wire_get_id(struct wire_dec *d, char *dst)
+{
+	return wire_get_name(d, dst, WIRE_ID_MAX, false);
 }
 
 int

@@ -166,6 +166,11 @@ int wire_get_strref(struct wire_dec *d, const uint8_t **p, size_t *n);
 int wire_get_str(struct wire_dec *d, char *dst, size_t size);
 /* A node id into dst[WIRE_ID_MAX + 1]; -EPROTO unless config_valid_id. */
 int wire_get_id(struct wire_dec *d, char *dst);
+/*
+ * An id of at most max bytes (config_valid_id) into dst[max + 1]; with
+ * optional, "" is accepted too.
+ */
+int wire_get_name(struct wire_dec *d, char *dst, size_t max, bool optional);
 /* Marks the decode as failed with rc (a validation in a message decoder). */
 int wire_dec_fail(struct wire_dec *d, int rc);
 int wire_dec_end(struct wire_dec *d);

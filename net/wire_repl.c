@@ -22,17 +22,7 @@ wire_put_device(struct wire_enc *w, const char *dev)
 static int
 wire_get_device(struct wire_dec *d, char *dst)
 {
-	const uint8_t *p;
-	size_t n;
-
-	dst[0] = '\0';
-	if (wire_get_strref(d, &p, &n) < 0)
-		return d->rc;
-	if (!config_valid_id((const char *)p, n, WIRE_DEVICE_MAX))
-		return wire_dec_fail(d, -EPROTO);
-	memcpy(dst, p, n);
-	dst[n] = '\0';
-	return 0;
+	return wire_get_name(d, dst, WIRE_DEVICE_MAX, false);
 }
 
 /* An id or "" (the upstream of a catalogue entry). */
@@ -45,17 +35,7 @@ wire_put_opt_id(struct wire_enc *w, const char *id)
 static int
 wire_get_opt_id(struct wire_dec *d, char *dst)
 {
-	const uint8_t *p;
-	size_t n;
-
-	dst[0] = '\0';
-	if (wire_get_strref(d, &p, &n) < 0)
-		return d->rc;
-	if (n > 0 && !config_valid_id((const char *)p, n, WIRE_ID_MAX))
-		return wire_dec_fail(d, -EPROTO);
-	memcpy(dst, p, n);
-	dst[n] = '\0';
-	return 0;
+	return wire_get_name(d, dst, WIRE_ID_MAX, true);
 }
 
 int
