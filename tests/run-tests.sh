@@ -34,3 +34,7 @@ ODOFS_SOAK_SECONDS=$SOAK $PY -m pytest -q tests/integration "$@"
 echo "== integration tests under ASan+UBSan"
 ODOFS_SOAK_SECONDS=20 ODOFS_SANITIZED=1 ODOFS_BIN="$PWD/build-asan/fs/odofs" \
 	$PY -m pytest -q tests/integration "$@"
+
+# benchmarks, smoke only: fails when a workload errors, never on a number
+echo "== benchmarks (quick)"
+$PY tests/bench/bench.py --quick
