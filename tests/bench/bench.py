@@ -14,7 +14,7 @@ measured in the same run, printed as one table.
 The exit status is 0 when every workload ran, 1 when one of them failed
 (a daemon died, a reader saw a wrong or missing event, a file differed):
 never because a figure missed its target.  "met"/"MISSED" in the table is
-for people.
+for people.  2: the build is missing; 130: interrupted (after clean-up).
 
 Needs the build (`ninja -C build`: build/fs/odofs and the floor programs
 of tests/bench/meson.build); ODOFS_BUILD=DIR uses another build directory.
