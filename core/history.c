@@ -50,23 +50,6 @@ history_save(struct journal *j, const struct history_entry *h, struct err *e)
 }
 
 int
-history_forget(struct journal *j, const char *id, struct err *e)
-{
-	unsigned char k[HISTORY_KEY_MAX];
-	struct store_batch *b;
-	int rc;
-
-	if (strlen(id) > JOURNAL_NODE_MAX)
-		return err_set(e, -EINVAL, "history: bad id");
-	if ((b = store_batch_new()) == NULL)
-		return err_set(e, -ENOMEM, "out of memory");
-	store_batch_delete(b, k, history_key(k, id));
-	rc = store_write(journal_store(j), b, false, e);
-	store_batch_free(b);
-	return rc;
-}
-
-int
 history_load(struct journal *j, history_fn fn, void *arg, struct err *e)
 {
 	struct store_iter *it;

@@ -24,8 +24,6 @@ struct history_entry {
 /* Records (or refreshes) an entry.  Returns 0 or -EIO / -EINVAL. */
 int history_save(struct journal *j, const struct history_entry *h,
     struct err *e);
-/* Forgets id.  Returns 0 or -EIO. */
-int history_forget(struct journal *j, const char *id, struct err *e);
 
 typedef void (*history_fn)(void *arg, const struct history_entry *h);
 /* Calls fn for every entry, in id order.  Bad records are skipped. */

@@ -645,18 +645,6 @@ journal_first(struct journal *j, uint32_t idx)
 }
 
 uint64_t
-journal_first_offset(struct journal *j, uint32_t idx)
-{
-	return atomic_load(&journal_dev(j, idx)->first_offset);
-}
-
-uint64_t
-journal_end_offset(struct journal *j, uint32_t idx)
-{
-	return atomic_load(&journal_dev(j, idx)->end_offset);
-}
-
-uint64_t
 journal_epoch(struct journal *j, uint32_t idx)
 {
 	return journal_dev(j, idx)->epoch;

@@ -111,10 +111,6 @@ uint64_t journal_head(struct journal *j, uint32_t idx);
 /* The first retained revision of device idx (lock-free). */
 uint64_t journal_first(struct journal *j, uint32_t idx);
 
-/* The offset of the first retained event of device idx (lock-free). */
-uint64_t journal_first_offset(struct journal *j, uint32_t idx);
-/* The offset of the end of device idx's journal (lock-free). */
-uint64_t journal_end_offset(struct journal *j, uint32_t idx);
 /* The device's epoch, and its source's id (valid for the life of j). */
 uint64_t journal_epoch(struct journal *j, uint32_t idx);
 const char *journal_source(struct journal *j, uint32_t idx);
