@@ -679,6 +679,7 @@ journal_stats(struct journal *j, struct journal_stats *out)
 	out->events_appended = atomic_load(&j->events_appended);
 	out->bytes_appended = atomic_load(&j->bytes_appended);
 	out->commits = atomic_load(&j->commits);
+	out->syncs = store_syncs(j->store);
 }
 
 static int

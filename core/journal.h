@@ -63,6 +63,7 @@ struct journal_stats {
 	uint64_t events_appended;	/* by this process */
 	uint64_t bytes_appended;	/* payload + newline, by this process */
 	uint64_t commits;		/* store batches written */
+	uint64_t syncs;			/* store writes to stable storage */
 };
 
 /*

@@ -6,6 +6,7 @@
  * it, and concurrent syncs are grouped by LevelDB's writer queue.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@ struct store {
 	leveldb_readoptions_t *ropts;
 	leveldb_writeoptions_t *wopts;
 	leveldb_writeoptions_t *wopts_sync;
+	_Atomic uint64_t syncs;		/* writes that reached stable storage */
 };
 
 struct store_batch {
@@ -194,7 +196,15 @@ store_write(struct store *s, struct store_batch *b, bool sync, struct err *e)
 		leveldb_free(lerr);
 		return -EIO;
 	}
+	if (sync)
+		atomic_fetch_add_explicit(&s->syncs, 1, memory_order_relaxed);
 	return 0;
+}
+
+uint64_t
+store_syncs(struct store *s)
+{
+	return atomic_load_explicit(&s->syncs, memory_order_relaxed);
 }
 
 int

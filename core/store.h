@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 
@@ -46,6 +47,9 @@ int store_write(struct store *s, struct store_batch *b, bool sync,
 
 /* Makes every write so far durable on stable storage. */
 int store_sync(struct store *s, struct err *e);
+
+/* Writes with sync (store_sync() included) that succeeded, for metrics. */
+uint64_t store_syncs(struct store *s);
 
 /* Compacts the key range [start, limit) (NULL means unbounded). */
 void store_compact(struct store *s, const void *start, size_t slen,

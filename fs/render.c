@@ -77,6 +77,10 @@ render_metrics(struct odofs *o, struct buf *out)
 	    "# HELP odofs_commits_total Store batches written by appends.\n"
 	    "# TYPE odofs_commits_total counter\n"
 	    "odofs_commits_total %llu\n"
+	    "# HELP odofs_store_syncs_total Store writes made durable on "
+	    "stable storage (durability.sync, fsync).\n"
+	    "# TYPE odofs_store_syncs_total counter\n"
+	    "odofs_store_syncs_total %llu\n"
 	    "# HELP odofs_reads_total Read requests answered.\n"
 	    "# TYPE odofs_reads_total counter\n"
 	    "odofs_reads_total %llu\n"
@@ -90,6 +94,7 @@ render_metrics(struct odofs *o, struct buf *out)
 	    (unsigned long long)st.events_appended,
 	    (unsigned long long)st.bytes_appended,
 	    (unsigned long long)st.commits,
+	    (unsigned long long)st.syncs,
 	    (unsigned long long)atomic_load(&m->reads),
 	    (unsigned long long)atomic_load(&m->read_bytes),
 	    (unsigned long long)atomic_load(&m->writes));

@@ -893,7 +893,7 @@ peering_is_self(const struct peering *p, const char *host, uint16_t port)
 static void
 peering_add_seed(struct peering *p, const char *addr)
 {
-	char host[PEERING_HOST_MAX + 1], num[NI_MAXHOST];
+	char host[PEERING_HOST_MAX + 1], num[PEERING_HOST_MAX + 1];
 	struct addrinfo *res = NULL, *ai;
 	uint16_t port;
 	struct peer *pe;

@@ -106,6 +106,7 @@ struct peer_counters {
 	char id[WIRE_ID_MAX + 1];
 	uint64_t events_in, events_out, bytes_in, bytes_out;
 	size_t serves;
+	size_t queued;		/* bytes in the connection's send queue */
 };
 
 struct sync {
@@ -121,7 +122,9 @@ struct sync {
 	size_t evcap;
 	struct buf frame;		/* reused encoding buffer */
 	struct wire_cat_entry *catbuf;	/* WIRE_CAT_MAX entries, reused */
-	uint64_t applied, rejected_frames;
+	/* written by the net thread, read by renderers */
+	_Atomic uint64_t applied;	/* events applied from upstreams */
+	_Atomic uint64_t discarded;	/* EVENTS of no current subscription */
 	_Atomic uint32_t streams;	/* serves over every peer */
 	struct cat seen;		/* new ids: created_ns is when first seen */
 	bool unsettled;			/* some new id waits in seen */
@@ -348,6 +351,7 @@ static void
 sync_counters_publish(struct sync *s)
 {
 	struct peer_counters *c;
+	struct conn_stats st;
 	size_t n = 0, i = 0;
 
 	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next)
@@ -361,6 +365,8 @@ sync_counters_publish(struct sync *s)
 		c[i].bytes_in = sp->bytes_in;
 		c[i].bytes_out = sp->bytes_out;
 		c[i].serves = sp->nserves;
+		conn_stats(sp->conn, &st);
+		c[i].queued = st.send_queued;
 	}
 	pthread_mutex_lock(&s->view_lock);
 	free(s->counters);
@@ -977,7 +983,8 @@ sync_on_events(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	if (wire_events_decode(p, n, &m) < 0)
 		return -EPROTO;
 	if ((f = sync_stream(s, sp, m.device, m.sub, &idx)) == NULL) {
-		s->rejected_frames++;
+		atomic_fetch_add_explicit(&s->discarded, 1,
+		    memory_order_relaxed);
 		return 0;	/* an old subscription's frames in flight */
 	}
 	err_clear(&e);
@@ -998,7 +1005,7 @@ sync_on_events(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	f->head_seen = m.first + m.count - 1;
 	sp->events_in += m.count;
 	sp->bytes_in += m.len;
-	s->applied += m.count;
+	atomic_fetch_add_explicit(&s->applied, m.count, memory_order_relaxed);
 	return 0;
 }
 
@@ -1385,7 +1392,19 @@ sync_render_metrics(struct sync *s, struct buf *out)
 	    "# HELP odofs_peer_bytes_out_total Event bytes sent to a peer.\n"
 	    "# TYPE odofs_peer_bytes_out_total counter\n"
 	    "# HELP odofs_peer_streams Devices a peer is subscribed to here.\n"
-	    "# TYPE odofs_peer_streams gauge\n");
+	    "# TYPE odofs_peer_streams gauge\n"
+	    "# HELP odofs_peer_send_queued_bytes Bytes waiting to be sent to "
+	    "a peer.\n"
+	    "# TYPE odofs_peer_send_queued_bytes gauge\n"
+	    "# HELP odofs_events_applied_total Events applied from upstreams.\n"
+	    "# TYPE odofs_events_applied_total counter\n"
+	    "odofs_events_applied_total %llu\n"
+	    "# HELP odofs_event_frames_discarded_total Event frames of no "
+	    "current subscription (old or not from the upstream).\n"
+	    "# TYPE odofs_event_frames_discarded_total counter\n"
+	    "odofs_event_frames_discarded_total %llu\n",
+	    (unsigned long long)atomic_load(&s->applied),
+	    (unsigned long long)atomic_load(&s->discarded));
 
 	pthread_mutex_lock(&s->view_lock);
 	for (size_t i = 0; i < s->ncounters && rc == 0; i++) {
@@ -1396,11 +1415,13 @@ sync_render_metrics(struct sync *s, struct buf *out)
 		    "odofs_peer_events_out_total{peer=\"%s\"} %llu\n"
 		    "odofs_peer_bytes_in_total{peer=\"%s\"} %llu\n"
 		    "odofs_peer_bytes_out_total{peer=\"%s\"} %llu\n"
-		    "odofs_peer_streams{peer=\"%s\"} %zu\n",
+		    "odofs_peer_streams{peer=\"%s\"} %zu\n"
+		    "odofs_peer_send_queued_bytes{peer=\"%s\"} %zu\n",
 		    c->id, (unsigned long long)c->events_in,
 		    c->id, (unsigned long long)c->events_out,
 		    c->id, (unsigned long long)c->bytes_in,
-		    c->id, (unsigned long long)c->bytes_out, c->id, c->serves);
+		    c->id, (unsigned long long)c->bytes_out, c->id, c->serves,
+		    c->id, c->queued);
 	}
 	pthread_mutex_unlock(&s->view_lock);
 	rc |= buf_printf(out,

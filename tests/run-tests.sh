@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Sets up (tests/setup.sh), then runs every test: the C unit tests (also
-# under valgrind's memcheck), the integration suite against the normal
+# Sets up (tests/setup.sh, warnings as errors), checks the release builds
+# with gcc and clang, then runs every test: the C unit tests (three times,
+# and under valgrind's memcheck), the integration suite against the normal
 # build, and the integration suite again against the AddressSanitizer +
 # UndefinedBehaviorSanitizer build.
 # Extra arguments go to pytest (e.g. -k events).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tests/setup.sh --asan
+bash tests/setup.sh --asan --werror
+bash tests/release-builds.sh
 
 PY=/usr/bin/python3
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# three times each: a test that passes only sometimes fails here
 echo "== unit tests"
-meson test -C build --print-errorlogs
-meson test -C build-asan --print-errorlogs
+meson test -C build --print-errorlogs --repeat 3
+meson test -C build-asan --print-errorlogs --repeat 3
 
 # memcheck: any error, or a definite leak, fails the test; "possibly lost"
 # and "still reachable" (thread stacks, OpenSSL's and LevelDB's globals)

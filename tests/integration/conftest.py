@@ -161,6 +161,15 @@ class Node:
         with open(self.path(".status")) as f:
             return json.load(f)
 
+    def metric(self, name):
+        """One sample of .metrics by name and labels, e.g.
+        'odofs_peer_streams{peer="b"}'; 0 when the node shows none."""
+        with open(self.path(".metrics")) as f:
+            for line in f:
+                if line.startswith(name + " "):
+                    return int(line.split()[1])
+        return 0
+
     def pid(self):
         return self.proc.pid
 
@@ -221,6 +230,17 @@ def node(nodes):
 def read_file(path, mode="r"):
     with open(path, mode) as f:
         return f.read()
+
+
+def anon_rss_kb(pid):
+    """The process's anonymous resident memory (heap, stacks), in KiB.
+    VmRSS also counts file pages mapped in, and LevelDB maps its table
+    files: reading a journal would look like growth."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon in /proc/%d/status" % pid)
 
 
 def sh(cmd, **kw):

@@ -251,16 +251,39 @@ def test_pread_and_tail_at_any_offset(node):
 
 
 def test_fsync_and_sync_config(nodes):
-    n = nodes("a").start(config="durability: { sync = true; };\n")
-    ev = mkdev(n)
+    """fsync and fdatasync sync the store; durability.sync syncs every
+    commit, and without it an append does not.  Observed through the
+    store's own sync counter: writes return after their commit, so the
+    counter read after a write() or fsync() includes what they did."""
+    syncs = "odofs_store_syncs_total"
+    plain = nodes("a").start()
+    ev = mkdev(plain)
     fd = os.open(ev, os.O_WRONLY | os.O_APPEND)
     try:
-        os.write(fd, b"durable\n")
+        before = plain.metric(syncs)
+        os.write(fd, b"not synced\n")
+        assert plain.metric(syncs) == before      # nothing else writes here
         os.fsync(fd)
+        assert plain.metric(syncs) >= before + 1
+        after_fsync = plain.metric(syncs)
         os.fdatasync(fd)
+        assert plain.metric(syncs) >= after_fsync + 1
     finally:
         os.close(fd)
-    assert read_file(ev) == "durable\n"
+    assert read_file(ev) == "not synced\n"
+
+    synced = nodes("b").start(config="durability: { sync = true; };\n")
+    ev = mkdev(synced)
+    fd = os.open(ev, os.O_WRONLY | os.O_APPEND)
+    try:
+        before = synced.metric(syncs)
+        for i in range(3):
+            os.write(fd, b"durable %d\n" % i)
+        assert synced.metric(syncs) >= before + 3
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert read_file(ev) == "durable 0\ndurable 1\ndurable 2\n"
 
 
 WRITER = r"""

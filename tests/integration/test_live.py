@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import Node, read_file, sh, wait_for
+from conftest import anon_rss_kb, Node, read_file, sh, wait_for
 
 
 def metric(node, name):
@@ -261,12 +261,6 @@ def test_shutdown_with_50_blocked_readers(nodes, tmp_path):
                 r.wait()
 
 
-def rss_kb(pid):
-    for line in read_file("/proc/%d/status" % pid).splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
 
 def test_idle_reader_costs_nothing(node):
     os.mkdir(node.path("d"))
@@ -276,14 +270,14 @@ def test_idle_reader_costs_nothing(node):
            os.open(node.path(".live"), os.O_RDONLY)]
     try:
         append(node, "d", "warm-up")
-        before = rss_kb(node.pid())
+        before = anon_rss_kb(node.pid())
         n = 1000000
         fd = os.open(ev, os.O_WRONLY | os.O_APPEND)
         chunk = 5000
         for start in range(0, n, chunk):
             os.write(fd, "".join("%07d\n" % i for i in range(start, start + chunk)).encode())
         os.close(fd)
-        grew = rss_kb(node.pid()) - before
+        grew = anon_rss_kb(node.pid()) - before
         print("rss grew by %d KiB" % grew)
         if not os.environ.get("ODOFS_SANITIZED"):   # ASan quarantines freed memory
             assert grew < 32 * 1024, "RSS grew by %d KiB" % grew

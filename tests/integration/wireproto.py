@@ -36,6 +36,10 @@ def catalogue(entries, full=True):
     return frame(CATALOGUE, body)
 
 
+def ping(token):
+    return frame(PING, struct.pack(">Q", token))
+
+
 def subscribe(device, epoch, from_rev, sub):
     return frame(SUBSCRIBE, s(device) + struct.pack(">QQI", epoch, from_rev, sub))
 
@@ -82,6 +86,18 @@ class Reader:
             f = self.next(timeout)
             if f is None or f[0] == type_:
                 return f
+
+
+def barrier(sock, reader, token=0x0d0f5):
+    """A PING/PONG round trip: a node handles one connection's frames in
+    order, each to its end, so once the PONG for this token is back every
+    frame sent before the PING has been processed."""
+    sock.sendall(ping(token))
+    while True:
+        f = reader.next()
+        assert f is not None, "connection closed before the pong"
+        if f[0] == PONG and struct.unpack(">Q", f[1])[0] == token:
+            return
 
 
 def parse_subscribe(body):
