@@ -206,7 +206,7 @@ def test_plain_tcp_silent_client_times_out(pair):
     t = time.monotonic()
     s.settimeout(10)
     assert s.recv(100) == b""          # closed by the node
-    assert time.monotonic() - t < 5
+    assert time.monotonic() - t < 5    # handshake_ms = 1500: a 3x margin
     s.close()
     wait_for(lambda: "handshake timeout" in a.log(), what="logged")
     still_serving(a)
@@ -291,7 +291,7 @@ def test_tls_without_introduction_times_out(pair, certs):
     t = time.monotonic()
     frames = read_frames(s, timeout=10)
     s.close()
-    assert time.monotonic() - t < 5
+    assert time.monotonic() - t < 5    # handshake_ms = 1500: a 3x margin
     assert any(f[0] == 4 and b"no introduction in time" in f[1] for f in frames)
     still_serving(a)
 
