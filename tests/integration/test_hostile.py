@@ -240,13 +240,18 @@ def test_shutdown_with_a_duplicate_lingering(nodes, certs):
 
 def test_no_redial_cycle_after_duplicates(nodes, certs):
     conf = CONF.replace("exchange = false;", "exchange = false; purgatory_ms = 300;")
-    pa, pb = free_port(), free_port()
+    pa, pb, dead = free_port(), free_port(), free_port()
+    dead_addr = "127.0.0.1:%d" % dead            # nobody listens there
     a, b = nodes("a"), nodes("b")
-    a.start_peer(certs, pa, [pb], config=conf, wait=False)
+    a.start_peer(certs, pa, [pb, dead], config=conf, wait=False)
     b.start_peer(certs, pb, [pa], config=conf, wait=False)
     wait_for(lambda: os.path.ismount(a.mnt) and os.path.ismount(b.mnt), what="mounts")
     wait_for(lambda: a.active() == ["b"] and b.active() == ["a"], what="active")
-    time.sleep(4)
+    # a barrier on a's own timers instead of a sleep: the dead seed is
+    # redialled every 400 ms; after 10 tries a's purgatory entries (300 ms)
+    # have expired and been redialled many times over, if they were to be
+    wait_for(lambda: [p["attempt"] for p in a.peers() if p["address"] == dead_addr][0] >= 10,
+             what="ten redials of the dead seed")
     dups = a.log().count("duplicate connection") + b.log().count("duplicate connection")
     assert dups <= 4, "%d duplicate connections: a redial cycle" % dups
     assert [p["seed"] for p in a.peers() if p["state"] == "active"] == [True]

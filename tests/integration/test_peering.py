@@ -59,14 +59,21 @@ def test_restart_redials_from_history(nodes, certs):
 
 
 def test_self_seed_goes_to_purgatory(nodes, certs):
-    port = free_port()
-    a = start(nodes, certs, "a", ["127.0.0.1:%d" % port], port=port)
+    port, dead = free_port(), free_port()
+    dead_addr = "127.0.0.1:%d" % dead            # nobody listens there
+    a = start(nodes, certs, "a", ["127.0.0.1:%d" % port, dead_addr], port=port)
     wait_for(lambda: any(p["state"] == "purgatory" for p in a.peers()), what="purgatory")
     p = [p for p in a.peers() if p["state"] == "purgatory"][0]
     assert p["reason"] == "connection to ourselves"
     assert p["address"] == "127.0.0.1:%d" % port
-    time.sleep(1)   # it is not redialled while in purgatory
-    assert [q["state"] for q in a.peers()] == ["purgatory"]
+    seen = a.log().count("connection to ourselves")
+    # a barrier on the daemon's own timers: the dead seed is redialled after
+    # each step of backoff_ms (200, 400, 800); once it has been tried three
+    # times (600 ms), a redial of the purgatory entry (200 ms) would have come
+    wait_for(lambda: [q["attempt"] for q in a.peers() if q["address"] == dead_addr][0] >= 3,
+             what="the dead seed redialled three times")
+    assert [q["state"] for q in a.peers() if q["address"] != dead_addr] == ["purgatory"]
+    assert a.log().count("connection to ourselves") == seen
 
 
 def test_simultaneous_dial_keeps_one_connection(nodes, certs):
@@ -77,7 +84,10 @@ def test_simultaneous_dial_keeps_one_connection(nodes, certs):
     b.start_peer(certs, pb, [pa], config=FAST, wait=False)
     wait_for(lambda: os.path.ismount(a.mnt) and os.path.ismount(b.mnt), what="mounts")
     wait_for(lambda: a.active() == ["b"] and b.active() == ["a"], what="a-b active")
-    time.sleep(1)
+    # every connection either made has been decided on: none is still being
+    # dialled, introduced or waiting for a redial
+    wait_for(lambda: all(p["state"] in ("active", "purgatory") for n in (a, b)
+                         for p in n.peers()), what="both dials decided")
     for n, other in ((a, "b"), (b, "a")):
         states = [p["state"] for p in n.peers() if p["id"] == other]
         assert states.count("active") == 1, n.peers()
@@ -327,7 +337,13 @@ def test_exchange_off(nodes, certs):
     conf = FAST.replace("purgatory_ms", "exchange = false; purgatory_ms")
     c = start(nodes, certs, "c", config=conf)
     b = start(nodes, certs, "b", [c.port], config=conf)
-    a = start(nodes, certs, "a", [b.port], config=conf)
+    dead = free_port()                           # nobody listens there
+    a = start(nodes, certs, "a", [b.port, dead], config=conf)
     wait_for(lambda: a.active() == ["b"] and b.active() == ["a", "c"], what="line")
-    time.sleep(1.5)
+    # a barrier on a's own timers: b's peer list would have reached a right
+    # after the introduction, and a would have dialled c at once; a dead seed
+    # tried three times (at 0, 200 and 600 ms) shows that time has passed
+    dead_addr = "127.0.0.1:%d" % dead
+    wait_for(lambda: [p["attempt"] for p in a.peers() if p["address"] == dead_addr][0] >= 3,
+             what="the dead seed redialled three times")
     assert a.active() == ["b"] and c.active() == ["b"]

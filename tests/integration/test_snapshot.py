@@ -2,7 +2,6 @@
 import errno
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -47,7 +46,11 @@ def test_automatic_snapshot_and_rebuild(nodes, tmp_path):
     os.mkdir(n.path("d"))
     for i in range(1, 10):
         sh("echo ev-%d >> %s" % (i, n.path("d", "events")))
-    time.sleep(0.5)
+    # a barrier: the worker scans devices in the order they were made, so
+    # once a later device's snapshot is made, d's 9 events have been weighed
+    os.mkdir(n.path("later"))
+    bulk(n, "later", ["x-%d" % i for i in range(10)])
+    wait_for(lambda: n.info("later")["snapshot"] == 10, what="later's snapshot")
     assert n.info("d")["snapshot"] == 0      # 9 events: not yet
     sh("echo ev-10 >> %s" % n.path("d", "events"))
     wait_for(lambda: n.info("d")["snapshot"] == 10, what="first snapshot")
@@ -240,7 +243,11 @@ def test_tail_f_across_three_compactions(nodes, tmp_path):
             bulk(n, "d", batch)
             want += batch
             wait_for(lambda: read_file(out).count("\n") == len(want), what="round %d" % round_)
-        time.sleep(1.5)   # one more poll by tail: nothing more may come
+        # a barrier: one more event, which tail shows only after what
+        # came before; nothing else (no repeat, no gap) may be in between
+        bulk(n, "d", ["end"])
+        want.append("end")
+        wait_for(lambda: read_file(out).endswith("end\n"), what="the last event")
         assert read_file(out) == "".join(l + "\n" for l in want)
     finally:
         p.kill()
