@@ -92,6 +92,7 @@ struct journal {
 	size_t fh_ninflight, fh_capinflight;
 	_Atomic uint64_t fh_watermark;	/* every seq below it is done */
 	uint64_t fh_pruned;		/* every seq below it is deleted */
+	_Atomic uint64_t fh_low;	/* the slowest reader's seq, at most */
 
 	pthread_mutex_t pins_lock;	/* protects pins (the list) */
 	struct journal_pin *pins;
@@ -113,6 +114,7 @@ struct journal_snap {
 
 #define JOURNAL_SNAP_CHUNK	(64u << 10)
 #define JOURNAL_COMPACT_BATCH	10000
+#define JOURNAL_FH_KEEP_SCAN	100000	/* firehose entries a compaction reads */
 
 struct journal_txn {
 	struct journal *j;
@@ -1254,6 +1256,7 @@ journal_firehose_prune(struct journal *j, uint64_t seq)
 
 	if (seq == UINT64_MAX)
 		seq = atomic_load(&j->fh_watermark);
+	atomic_store(&j->fh_low, seq);
 	pthread_mutex_lock(&j->fh_lock);
 	from = j->fh_pruned;
 	pthread_mutex_unlock(&j->fh_lock);
@@ -1627,11 +1630,54 @@ journal_first_offset_of(struct journal *j, struct device *d)
 	return off;
 }
 
+/*
+ * The first revision of device idx that a .live reader may still need:
+ * that of the first firehose log entry of idx at or after the slowest
+ * reader's position (revisions of a device grow with the log's sequence).
+ * UINT64_MAX when no reader is open or none needs idx; 0 (keep all) when
+ * the log is too long to look through now.  Reads only the log.
+ */
+static uint64_t
+journal_firehose_keep(struct journal *j, uint32_t idx)
+{
+	unsigned char k[KEYS_FH_LEN];
+	struct store_iter *it;
+	uint64_t keep = UINT64_MAX, seq;
+	size_t n = 0;
+
+	if (atomic_load(&j->fh_readers) == 0)
+		return UINT64_MAX;
+	if ((it = store_iter_new(j->store, false)) == NULL)
+		return 0;
+	keys_fh(k, atomic_load(&j->fh_low));
+	for (store_iter_seek(it, k, sizeof(k)); store_iter_valid(it);
+	    store_iter_next(it)) {
+		size_t klen, vlen;
+		const void *key = store_iter_key(it, &klen);
+		const unsigned char *v = store_iter_value(it, &vlen);
+
+		if (!keys_fh_parse(key, klen, &seq))
+			break;
+		if (++n > JOURNAL_FH_KEEP_SCAN || vlen != KEYS_FH_VAL_LEN) {
+			keep = 0;
+			break;
+		}
+		if (keys_get_u32(v) == idx) {
+			keep = keys_get_u64(v + 4);
+			break;
+		}
+	}
+	if (store_iter_status(it, NULL) < 0)
+		keep = 0;
+	store_iter_free(it);
+	return keep;
+}
+
 int64_t
 journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 {
 	struct device *d = journal_dev(j, idx);
-	uint64_t first, target, pin_off, pin_rev, offset;
+	uint64_t first, target, pin_off, pin_rev, fh_keep, offset;
 	struct store_batch *b = NULL;
 	struct store_iter *it = NULL;
 	int rc = 0;
@@ -1646,6 +1692,11 @@ journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 	journal_pins_low(j, idx, &pin_off, &pin_rev);
 	if (target > pin_rev)
 		target = pin_rev;
+	if (target <= first)
+		goto out;
+	/* .live readers pin too: what the slowest has not read stays */
+	if ((fh_keep = journal_firehose_keep(j, idx)) < target)
+		target = fh_keep;
 	if (target <= first)
 		goto out;
 	if ((it = store_iter_new(j->store, false)) == NULL) {

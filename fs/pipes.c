@@ -4,18 +4,35 @@
  * A pipe is a cursor (device and revision, or a firehose cursor) plus at
  * most one parked request and one poll handle.  Reads that can be answered
  * at once are answered in the worker thread; the rest are parked and the
- * worker returns.  The delivery thread sleeps on an eventfd that core's
- * commit hook (pipes_notify) and every parking read write to; on each wake
- * it walks the open pipes and answers those whose cursor has something.
+ * worker returns.  A parked read is answered by whoever sees data for it
+ * first: the committing thread for a few readers (it saves a wake-up), the
+ * delivery thread for the rest.  The delivery thread sleeps on an eventfd
+ * that commits write to; a parking read writes to it only when data came
+ * while it was parking.
+ *
+ * Delivery never holds a lock across a store read, a reply or a poll
+ * notification: under p->lock it only collects the pipes that wait and
+ * have data, taking a reference on each; it then answers them with no
+ * list lock held (s->lock is held for the cursor's read, not the reply),
+ * and drops the references.  Opens, closes and reads of other pipes go on
+ * meanwhile.  A pipe closed during a delivery is freed by whoever drops
+ * the last reference.
+ *
+ * Under load, deliveries coalesce: a round that answered many reads is
+ * followed by a short pause (longer with more readers, at most
+ * PIPES_COALESCE_MAX_US) before the next, so that commits pile up and each
+ * reader gets all of them with one reply instead of one reply an event.
+ * Readers then cost one FUSE round trip per round, not per event, and the
+ * writer's requests wait behind fewer of theirs.
  *
  * Exactly one reply per parked request (FUSE-NOTES §3).  A request becomes
  * deliverable (s->req) only after its interrupt callback is registered; the
- * callback and the delivery thread each take it out of the pipe under
- * s->lock, and whoever takes it answers it.  Before answering, the delivery
- * thread calls fuse_req_interrupt_func(req, NULL, NULL), which waits for a
- * callback already running on req (libfuse runs it under req's lock), so a
- * pipe is never freed under a running callback: a release can only follow
- * the reply.
+ * callback and the deliverer each take it out of the pipe under s->lock,
+ * and whoever takes it answers it.  Before answering, the deliverer calls
+ * fuse_req_interrupt_func(req, NULL, NULL), which waits for a callback
+ * already running on req (libfuse runs it under req's lock), so a pipe is
+ * never freed under a running callback: a release can only follow the
+ * reply.
  *
  * Lock order: p->lock, then s->lock.  No fuse_req_interrupt_func() call is
  * made holding either (it may run the callback, which takes s->lock).
@@ -27,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +54,9 @@
 #define PIPES_TICK_MS		1000	/* housekeeping: firehose pruning */
 #define PIPES_MAX_READ		(1u << 20)
 #define PIPES_INLINE_MAX	4	/* parked reads answered by the committer */
+#define PIPES_BATCH_MIN		8	/* answers in a round that mean load */
+#define PIPES_COALESCE_PER_US	25	/* pause after a round, per answer */
+#define PIPES_COALESCE_MAX_US	10000
 
 enum pipe_kind {
 	PIPE_DEVICE,
@@ -56,7 +77,18 @@ struct pipe {
 	fuse_req_t req;			/* parked, deliverable */
 	size_t want;			/* its size */
 	struct fuse_pollhandle *ph;	/* newest poll handle */
-	struct pipe *prev, *next;	/* p->pipes; under p->lock */
+	atomic_bool waiting;		/* req or ph set: look at commits */
+	/* under p->lock */
+	unsigned refs;			/* the open file's, one per delivery */
+	TAILQ_ENTRY(pipe) link;		/* p->pipes, until closed */
+};
+
+TAILQ_HEAD(pipe_list, pipe);
+
+/* Pipes collected for one delivery round, each with a reference. */
+struct pipe_batch {
+	struct pipe **v;
+	size_t n, cap;
 };
 
 struct pipes {
@@ -66,9 +98,10 @@ struct pipes {
 	pthread_t thread;
 	bool started;
 	atomic_bool stopping;
-	pthread_mutex_t lock;		/* protects pipes */
-	struct pipe *pipes;
-	_Atomic uint64_t open, parked, delivered;
+	pthread_mutex_t lock;		/* protects pipes, every pipe's refs */
+	struct pipe_list pipes;
+	struct pipe_batch batch;	/* the delivery thread's */
+	_Atomic uint64_t open, parked, delivered, rounds;
 };
 
 static uint64_t
@@ -90,11 +123,19 @@ pipes_kick(struct pipes *p)
 
 static bool pipe_deliver(struct pipes *p, struct pipe *s, bool eof,
     bool notify);
+static bool pipe_ready(struct pipes *p, const struct pipe *s);
+static size_t pipes_collect(struct pipes *p, struct pipe_batch *b,
+    size_t max, bool eof);
+static void pipes_release(struct pipes *p, struct pipe_batch *b);
 
 void
 pipes_notify(void *arg, uint32_t idx, uint64_t head)
 {
 	struct pipes *p = arg;
+	struct pipe *mine[PIPES_INLINE_MAX];
+	struct pipe_batch b = { mine, 0, PIPES_INLINE_MAX };
+	bool polled = false;
+	size_t more;
 
 	(void)idx;
 	(void)head;
@@ -107,19 +148,20 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	 * blocked reader's latency.  Many are left to the delivery thread,
 	 * so that one append never waits for hundreds of replies.
 	 */
-	if (atomic_load(&p->parked) <= PIPES_INLINE_MAX &&
-	    atomic_load(&p->open) <= PIPES_INLINE_MAX * 4 &&
-	    !atomic_load(&p->stopping) && pthread_mutex_trylock(&p->lock) == 0) {
-		bool polled = false;
-
-		/* no poll notification from inside a request (FUSE-NOTES §2) */
-		for (struct pipe *s = p->pipes; s != NULL; s = s->next)
-			polled |= pipe_deliver(p, s, false, false);
-		pthread_mutex_unlock(&p->lock);
-		if (!polled)
-			return;
+	if (atomic_load(&p->parked) > PIPES_INLINE_MAX ||
+	    atomic_load(&p->open) > PIPES_INLINE_MAX * 4 ||
+	    atomic_load(&p->stopping) || pthread_mutex_trylock(&p->lock) != 0) {
+		pipes_kick(p);
+		return;
 	}
-	pipes_kick(p);
+	more = pipes_collect(p, &b, PIPES_INLINE_MAX, false);
+	pthread_mutex_unlock(&p->lock);
+	/* no poll notification from inside a request (FUSE-NOTES §2) */
+	for (size_t i = 0; i < b.n; i++)
+		polled |= pipe_deliver(p, b.v[i], false, false);
+	pipes_release(p, &b);
+	if (polled || more > 0)
+		pipes_kick(p);
 }
 
 /* Whether s's cursor has something to read.  Caller holds s->lock. */
@@ -225,8 +267,8 @@ void
 pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
     bool nonblock)
 {
-	bool intr;
-	char *buf;
+	bool intr, ready;
+	char *buf = NULL;
 	ssize_t n;
 
 	pthread_mutex_lock(&s->lock);
@@ -241,7 +283,8 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 		fuse_reply_err(req, EAGAIN);
 		return;
 	}
-	n = pipe_take(p, s, size, &buf);
+	/* a cheap look first: most reads of a busy pipe find nothing */
+	n = pipe_ready(p, s) ? pipe_take(p, s, size, &buf) : 0;
 	if (n != 0 || nonblock) {
 		pthread_mutex_unlock(&s->lock);
 		if (n == 0)
@@ -263,14 +306,20 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 	if (!intr) {
 		s->req = req;
 		atomic_fetch_add(&p->parked, 1);
+		atomic_store(&s->waiting, true);
 	}
+	/*
+	 * A commit after this look sees s waiting and wakes a deliverer; one
+	 * since the look above was not for us: have it delivered now.
+	 */
+	ready = !intr && pipe_ready(p, s);
 	pthread_mutex_unlock(&s->lock);
 	if (intr) {
 		fuse_reply_err(req, EINTR);
 		return;
 	}
-	/* an append may have come meanwhile: let the delivery thread look */
-	pipes_kick(p);
+	if (ready)
+		pipes_kick(p);
 }
 
 void
@@ -278,6 +327,7 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
     struct fuse_pollhandle *ph)
 {
 	unsigned revents;
+	bool ready;
 
 	pthread_mutex_lock(&s->lock);
 	revents = pipe_ready(p, s) || atomic_load(&p->stopping) ?
@@ -289,18 +339,22 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
 			if (s->ph != NULL)
 				fuse_pollhandle_destroy(s->ph);
 			s->ph = ph;
+			atomic_store(&s->waiting, true);
 		}
 	}
+	/* as in pipes_read(): data since the look above is for a deliverer */
+	ready = ph != NULL && revents == 0 && pipe_ready(p, s);
 	pthread_mutex_unlock(&s->lock);
 	fuse_reply_poll(req, revents);
-	if (ph != NULL && revents == 0)
+	if (ready)
 		pipes_kick(p);
 }
 
 /*
- * Delivers what s can take.  Caller holds p->lock (so s cannot be freed
- * under us); takes s->lock, and replies with neither s->lock held nor a
- * callback still running on the request.
+ * Delivers what s can take.  Caller holds a reference on s (so it cannot
+ * be freed under us) and no lock; takes s->lock for the cursor, and
+ * replies with no lock held and no callback still running on the request.
+ * Returns whether a poll notification was left to the delivery thread.
  */
 static bool
 pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify)
@@ -324,14 +378,13 @@ pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify)
 	if (s->ph != NULL && (eof || pipe_ready(p, s))) {
 		if (!notify) {
 			skipped = true;	/* the delivery thread notifies */
-			pthread_mutex_unlock(&s->lock);
-			goto reply;
+		} else {
+			ph = s->ph;
+			s->ph = NULL;
 		}
-		ph = s->ph;
-		s->ph = NULL;
 	}
+	atomic_store(&s->waiting, s->req != NULL || s->ph != NULL);
 	pthread_mutex_unlock(&s->lock);
-reply:
 	if (req != NULL) {
 		/* waits out a callback already running on req */
 		fuse_req_interrupt_func(req, NULL, NULL);
@@ -347,6 +400,89 @@ reply:
 }
 
 /*
+ * Collects into b, with a reference each, up to max pipes that wait for
+ * data and have it (all that wait, with eof).  Caller holds p->lock.
+ * Returns how many more there were.
+ */
+static size_t
+pipes_collect(struct pipes *p, struct pipe_batch *b, size_t max, bool eof)
+{
+	struct pipe *s;
+	size_t more = 0;
+
+	TAILQ_FOREACH(s, &p->pipes, link) {
+		if (!atomic_load(&s->waiting) || !(eof || pipe_ready(p, s)))
+			continue;
+		if (b->n == max) {
+			more++;
+			continue;
+		}
+		if (b->n == b->cap) {
+			size_t cap = b->cap ? 2 * b->cap : 64;
+			struct pipe **v = realloc(b->v, cap * sizeof(*v));
+
+			if (v == NULL) {	/* the next round gets the rest */
+				more++;
+				continue;
+			}
+			b->v = v;
+			b->cap = cap;
+		}
+		s->refs++;
+		b->v[b->n++] = s;
+	}
+	return more;
+}
+
+static void
+pipe_free(struct pipes *p, struct pipe *s)
+{
+	/* a release follows every reply: nothing can be parked here */
+	if (s->req != NULL)
+		log_warnx("live pipe closed with a parked read");
+	if (s->ph != NULL)
+		fuse_pollhandle_destroy(s->ph);
+	journal_pin_free(p->journal, s->pin);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+/* Drops the references of b; frees the pipes closed meanwhile. */
+static void
+pipes_release(struct pipes *p, struct pipe_batch *b)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < b->n; i++)
+		if (--b->v[i]->refs == 0)
+			b->v[n++] = b->v[i];	/* closed: ours to free */
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < n; i++)
+		pipe_free(p, b->v[i]);
+	b->n = 0;
+}
+
+/* One delivery round.  Returns how many pipes it looked at. */
+static size_t
+pipes_round(struct pipes *p, bool eof)
+{
+	struct pipe_batch *b = &p->batch;
+	size_t n;
+
+	pthread_mutex_lock(&p->lock);
+	pipes_collect(p, b, SIZE_MAX, eof);
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < b->n; i++)
+		pipe_deliver(p, b->v[i], eof, true);
+	n = b->n;
+	pipes_release(p, b);
+	if (n > 0)
+		atomic_fetch_add(&p->rounds, 1);
+	return n;
+}
+
+/*
  * Deletes firehose log entries that every reader has passed.  The
  * watermark is read under p->lock: a reader that opens later starts at or
  * above it, so nothing it needs is deleted.
@@ -354,11 +490,12 @@ reply:
 static void
 pipes_prune(struct pipes *p)
 {
+	struct pipe *s;
 	uint64_t low;
 
 	pthread_mutex_lock(&p->lock);
 	low = journal_firehose_watermark(p->journal);
-	for (struct pipe *s = p->pipes; s != NULL; s = s->next) {
+	TAILQ_FOREACH(s, &p->pipes, link) {
 		if (s->kind != PIPE_FIREHOSE)
 			continue;
 		pthread_mutex_lock(&s->lock);
@@ -379,6 +516,7 @@ pipes_main(void *arg)
 
 	while (!atomic_load(&p->stopping)) {
 		int r = poll(&pfd, 1, PIPES_TICK_MS);
+		size_t answered;
 
 		if (r < 0 && errno != EINTR) {
 			log_warn("live pipes: poll");
@@ -392,10 +530,17 @@ pipes_main(void *arg)
 		if (r <= 0)
 			continue;
 		(void)!read(p->efd, &n, sizeof(n));
-		pthread_mutex_lock(&p->lock);
-		for (struct pipe *s = p->pipes; s != NULL; s = s->next)
-			pipe_deliver(p, s, false, true);
-		pthread_mutex_unlock(&p->lock);
+		answered = pipes_round(p, false);
+		/*
+		 * Under load, let commits pile up: the next round gives each
+		 * reader all of them at once.  A lone reader is never delayed.
+		 */
+		if (answered >= PIPES_BATCH_MIN) {
+			uint64_t us = answered * PIPES_COALESCE_PER_US;
+
+			usleep(us < PIPES_COALESCE_MAX_US ? (useconds_t)us :
+			    PIPES_COALESCE_MAX_US);
+		}
 	}
 	return NULL;
 }
@@ -412,7 +557,9 @@ pipes_start(struct pipes **out, struct journal *j, struct fuse_session *se,
 		return err_set(e, -ENOMEM, "out of memory");
 	p->journal = j;
 	p->se = se;
+	p->efd = -1;
 	pthread_mutex_init(&p->lock, NULL);
+	TAILQ_INIT(&p->pipes);
 	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		rc = err_set(e, -errno, "eventfd: %s", strerror(errno));
 		goto fail;
@@ -438,10 +585,7 @@ pipes_stop(struct pipes *p)
 	pipes_kick(p);
 	pthread_join(p->thread, NULL);
 	p->started = false;
-	pthread_mutex_lock(&p->lock);
-	for (struct pipe *s = p->pipes; s != NULL; s = s->next)
-		pipe_deliver(p, s, true, true);
-	pthread_mutex_unlock(&p->lock);
+	pipes_round(p, true);
 }
 
 void
@@ -452,6 +596,7 @@ pipes_free(struct pipes *p)
 	pipes_stop(p);
 	if (p->efd >= 0)
 		close(p->efd);
+	free(p->batch.v);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
@@ -466,13 +611,11 @@ pipes_add(struct pipes *p, enum pipe_kind kind)
 	pthread_mutex_init(&s->lock, NULL);
 	s->owner = p;
 	s->kind = kind;
+	s->refs = 1;
 	pthread_mutex_lock(&p->lock);
 	if (kind == PIPE_FIREHOSE)
 		journal_firehose_open(p->journal, &s->fh);
-	s->next = p->pipes;
-	if (p->pipes != NULL)
-		p->pipes->prev = s;
-	p->pipes = s;
+	TAILQ_INSERT_TAIL(&p->pipes, s, link);
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_add(&p->open, 1);
 	return s;
@@ -508,25 +651,17 @@ pipes_open_firehose(struct pipes *p)
 void
 pipes_close(struct pipes *p, struct pipe *s)
 {
+	bool last;
+
 	pthread_mutex_lock(&p->lock);
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		p->pipes = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
+	TAILQ_REMOVE(&p->pipes, s, link);
 	if (s->kind == PIPE_FIREHOSE)
 		journal_firehose_close(p->journal);
+	last = --s->refs == 0;
 	pthread_mutex_unlock(&p->lock);
-	/* a release follows every reply: nothing can be parked here */
-	if (s->req != NULL)
-		log_warnx("live pipe closed with a parked read");
-	if (s->ph != NULL)
-		fuse_pollhandle_destroy(s->ph);
-	journal_pin_free(p->journal, s->pin);
-	pthread_mutex_destroy(&s->lock);
-	free(s);
 	atomic_fetch_sub(&p->open, 1);
+	if (last)
+		pipe_free(p, s);
 }
 
 void
@@ -535,4 +670,5 @@ pipes_stats(struct pipes *p, struct pipes_stats *out)
 	out->open = atomic_load(&p->open);
 	out->parked = atomic_load(&p->parked);
 	out->delivered = atomic_load(&p->delivered);
+	out->rounds = atomic_load(&p->rounds);
 }

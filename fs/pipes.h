@@ -58,6 +58,7 @@ struct pipes_stats {
 	uint64_t open;		/* pipes open */
 	uint64_t parked;	/* reads waiting */
 	uint64_t delivered;	/* parked reads answered with data */
+	uint64_t rounds;	/* delivery rounds that answered some */
 };
 void pipes_stats(struct pipes *p, struct pipes_stats *out);
 
