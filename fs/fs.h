@@ -38,7 +38,6 @@ struct odofs {
 	struct pipes *pipes;			/* live pipes */
 	struct snapshotter *snapshots;		/* automatic snapshots, compaction */
 	struct peering *peering;		/* NULL when peering is off */
-	bool test_hooks;			/* ODOFS_TEST_HOOKS=1: .inject */
 	bool events_page_cache;			/* ODOFS_EVENTS_PAGE_CACHE=1 */
 	time_t started;				/* CLOCK_REALTIME seconds */
 	struct fs_metrics metrics;

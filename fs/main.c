@@ -384,7 +384,6 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	line[0] = '\0';
 	o.cfg = cfg;
 	o.started = time(NULL);
-	o.test_hooks = main_env_flag("ODOFS_TEST_HOOKS");
 	o.events_page_cache = main_env_flag("ODOFS_EVENTS_PAGE_CACHE");
 	pthread_mutex_init(&o.handles_lock, NULL);
 

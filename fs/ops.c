@@ -130,10 +130,6 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		break;
-	case TREE_INJECT:
-		st->st_mode = S_IFREG | 0200;
-		st->st_nlink = 1;
-		break;
 	case TREE_DEV:
 	case TREE_EVENTS:
 	case TREE_SNAPSHOT:
@@ -213,8 +209,6 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		k = tree_find(tree_root_files, tree_root_nfiles, name);
 		if (k != TREE_NONE)
 			return ops_reply_entry(req, o, k, 0);
-		if (o->test_hooks && strcmp(name, ".inject") == 0)
-			return ops_reply_entry(req, o, TREE_INJECT, 0);
 		if (journal_lookup(o->journal, name, strlen(name), &dev) == 0)
 			return ops_reply_entry(req, o, TREE_DEV, dev);
 		return ops_reply_err(req, -ENOENT);
@@ -472,8 +466,6 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = ops_open_events(o, &n, fi->flags);
 	else if (n.kind == TREE_SNAPSHOT)
 		rc = ops_open_snapshot(o, &n, fi->flags);
-	else if (n.kind == TREE_INJECT)
-		rc = (fi->flags & O_ACCMODE) == O_WRONLY ? 0 : -EACCES;
 	else
 		rc = (fi->flags & O_ACCMODE) == O_RDONLY ? 0 : -EACCES;
 	if (rc == 0 && n.kind == TREE_FROM_REV &&
@@ -503,8 +495,6 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			h->snap_writer = true;
 			h->snap_rev = journal_head(o->journal, n.dev);
 		}
-		break;
-	case TREE_INJECT:
 		break;
 	case TREE_LIVE:
 		h->pipe = pipes_open_device(o->pipes, n.dev,
@@ -735,35 +725,6 @@ ops_append(struct odofs *o, struct handle *h, const char *data, size_t size)
 	return 0;
 }
 
-/*
- * The test hook (ODOFS_TEST_HOOKS=1): each write to .inject is lines of
- * "<device>\t<payload>\n", appended through core directly, the way
- * replication appends: the kernel never sees the device's `events` change.
- * It lets the tests show that readers, stat and tail -f follow growth that
- * does not come through the kernel.
- */
-static int
-ops_inject(struct odofs *o, const char *data, size_t size)
-{
-	const char *p = data, *end = data + size, *nl, *tab;
-	struct err e;
-	uint32_t dev;
-	int rc;
-
-	for (; p < end; p = nl + 1) {
-		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL ||
-		    (tab = memchr(p, '\t', (size_t)(nl - p))) == NULL)
-			return -EINVAL;
-		if (journal_lookup(o->journal, p, (size_t)(tab - p), &dev) < 0)
-			return -ENOENT;
-		rc = journal_append_lines(o->journal, dev, tab + 1,
-		    (size_t)(nl - tab), &e);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
 /* Writes into a snapshot being replaced, like a regular file. */
 static int
 ops_write_snapshot(struct handle *h, const char *data, size_t size,
@@ -797,11 +758,6 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 
 	(void)ino;
 	(void)off;		/* O_APPEND: the journal's end, not the kernel's */
-	if (h->kind == TREE_INJECT) {
-		if ((rc = ops_inject(o, data, size)) < 0)
-			return ops_reply_err(req, rc);
-		return (void)fuse_reply_write(req, size);
-	}
 	if (h->snap_writer) {
 		pthread_mutex_lock(&h->lock);
 		rc = ops_write_snapshot(h, data, size, (uint64_t)off);

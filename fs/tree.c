@@ -41,8 +41,6 @@ tree_ino(enum tree_kind kind, uint32_t dev)
 		return 3;
 	case TREE_FIREHOSE:
 		return 4;
-	case TREE_INJECT:
-		return 5;
 	case TREE_PEERS:
 		return 6;
 	default:
@@ -106,9 +104,6 @@ tree_decode(uint64_t ino, uint32_t ndevs, struct tree_node *out)
 		return true;
 	case 4:
 		out->kind = TREE_FIREHOSE;
-		return true;
-	case 5:
-		out->kind = TREE_INJECT;
 		return true;
 	case 6:
 		out->kind = TREE_PEERS;

@@ -24,7 +24,6 @@ enum tree_kind {
 	TREE_METRICS,		/* .metrics */
 	TREE_FIREHOSE,		/* .live */
 	TREE_PEERS,		/* .peers */
-	TREE_INJECT,		/* .inject: test hook, see ops.c */
 	TREE_DEV,		/* <device>/ */
 	TREE_EVENTS,		/* <device>/events */
 	TREE_SNAPSHOT,		/* <device>/snapshot */
