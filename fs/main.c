@@ -35,6 +35,7 @@
 #define MAIN_CACHE_BYTES	(8u << 20)
 #define MAIN_MAX_THREADS	8
 #define MAIN_MAX_FUSE_OPTS	32
+#define MAIN_FUSE_OPT_MAX	1024	/* bytes of one -o option */
 
 struct args {
 	const char *config;
@@ -267,11 +268,55 @@ main_check_mountpoint(const char *path)
 	return 0;
 }
 
+/*
+ * libfuse's log.  While FUSE options are being checked (before any thread
+ * starts), its messages are collected here instead of logged, so that a
+ * bad option becomes one line of ours: libfuse writes some messages in
+ * pieces ("fuse: unknown option(s): `", "-o ", "x'\n").
+ */
+static struct {
+	bool on;
+	size_t len;
+	char text[512];
+} main_fuse_held;
+
+static void
+main_fuse_hold(bool on)
+{
+	main_fuse_held.on = on;
+	main_fuse_held.len = 0;
+	main_fuse_held.text[0] = '\0';
+}
+
+/* What libfuse said while held, as one line without its "fuse: " prefix. */
+static const char *
+main_fuse_said(void)
+{
+	char *t = main_fuse_held.text, *p;
+	size_t n = strlen(t);
+
+	for (p = t; (p = strchr(p, '\n')) != NULL; )
+		*p = ' ';
+	while (n > 0 && t[n - 1] == ' ')
+		t[--n] = '\0';
+	return strncmp(t, "fuse: ", 6) == 0 ? t + 6 : t;
+}
+
 static void
 main_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	enum log_level l = LOG_LEVEL_DEBUG;
 
+	if (main_fuse_held.on) {
+		size_t room = sizeof(main_fuse_held.text) - main_fuse_held.len;
+		int n = vsnprintf(main_fuse_held.text + main_fuse_held.len,
+		    room, fmt, ap);
+
+		if (n > 0)
+			main_fuse_held.len += (size_t)n < room ? (size_t)n :
+			    room - 1;
+		return;
+	}
 	if (level <= FUSE_LOG_ERR)
 		l = LOG_LEVEL_ERROR;
 	else if (level <= FUSE_LOG_WARNING)
@@ -279,6 +324,68 @@ main_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 	else if (level <= FUSE_LOG_INFO)
 		l = LOG_LEVEL_INFO;
 	log_line(l, fmt, ap);
+}
+
+/*
+ * Tries one FUSE option the way libfuse will take it, in a session that is
+ * made and dropped (no mount, no thread), so that a bad one can be named.
+ */
+static int
+main_try_fuse_opt(char *opt)
+{
+	char *argv[] = { "odofs", "-o", opt, NULL };
+	struct fuse_args fa = FUSE_ARGS_INIT(3, argv);
+	struct fuse_session *se;
+	int rc = 0;
+
+	main_fuse_hold(true);
+	se = fuse_session_new(&fa, &ops_table, sizeof(ops_table), NULL);
+	if (se != NULL) {
+		fuse_session_destroy(se);
+	} else {
+		main_fail("%s mount option: %s", strstr(main_fuse_said(),
+		    "unknown option") ? "unknown" : "bad", opt);
+		rc = -1;
+	}
+	main_fuse_hold(false);
+	fuse_opt_free_args(&fa);
+	return rc;
+}
+
+/*
+ * Checks the FUSE options (-o) one by one before anything starts.  They
+ * are separated by commas; a backslash escapes the next character, as in
+ * fuse_opt.
+ */
+static int
+main_check_fuse_opts(const struct args *a)
+{
+	char opt[MAIN_FUSE_OPT_MAX];
+	int rc = 0;
+
+	for (size_t i = 0; i < a->nfuse_opts && rc == 0; i++) {
+		const char *p = a->fuse_opts[i], *end;
+
+		do {
+			for (end = p; *end != '\0' && *end != ','; end++)
+				if (end[0] == '\\' && end[1] != '\0')
+					end++;
+			if (end == p) {		/* libfuse refuses it too */
+				main_fail("empty mount option in -o '%s'",
+				    a->fuse_opts[i]);
+				return -1;
+			}
+			if ((size_t)(end - p) >= sizeof(opt)) {
+				main_fail("mount option too long: %.40s...", p);
+				return -1;
+			}
+			memcpy(opt, p, (size_t)(end - p));
+			opt[end - p] = '\0';
+			rc = main_try_fuse_opt(opt);
+			p = end + 1;
+		} while (rc == 0 && *end == ',');
+	}
+	return rc;
 }
 
 /*
@@ -412,7 +519,6 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		}
 	}
 
-	fuse_set_log_func(main_fuse_log);
 	if (fuse_opt_add_arg(&fargs, "odofs") != 0 ||
 	    fuse_opt_add_arg(&fargs, "-o") != 0 ||
 	    fuse_opt_add_arg(&fargs, "fsname=odofs,subtype=odofs") != 0)
@@ -421,11 +527,15 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		if (fuse_opt_add_arg(&fargs, "-o") != 0 ||
 		    fuse_opt_add_arg(&fargs, a->fuse_opts[i]) != 0)
 			goto nomem;
+	/* each option is good (main_check_fuse_opts); they may still clash */
+	main_fuse_hold(true);
 	se = fuse_session_new(&fargs, &ops_table, sizeof(ops_table), &o);
-	if (se == NULL) {
-		snprintf(line, sizeof(line), "odofs: invalid FUSE options\n");
+	if (se == NULL)
+		snprintf(line, sizeof(line), "odofs: bad FUSE options: %s\n",
+		    main_fuse_said());
+	main_fuse_hold(false);
+	if (se == NULL)
 		goto out;
-	}
 	if (pipes_start(&o.pipes, o.journal, se, &e) < 0) {
 		snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
 		goto out;
@@ -521,6 +631,9 @@ main(int argc, char **argv)
 	if (main_configure(&a, &cfg) < 0)
 		return 1;
 	log_init(cfg.log_level);
+	fuse_set_log_func(main_fuse_log);
+	if (main_check_fuse_opts(&a) < 0)
+		return 1;
 	if (a.check_config) {
 		printf("configuration OK\n");
 		return 0;
