@@ -10,8 +10,11 @@
  * that grows from inside the daemon is never hidden behind the page cache.
  * Attribute timeouts are 0 for files whose size changes.  Writes ignore the
  * kernel's offset and append at the journal's own end (O_APPEND is
- * required at open).  The generated files (.status, .metrics, info) are
- * rendered once per open into the handle and read from there.
+ * required at open).  The generated files (.status, .metrics, .peers,
+ * info) are rendered once per open into the handle and read from there;
+ * their size is the length of a rendering (see ops_text_size()), so tools
+ * that trust the size (sendfile, tar, rsync, SQLite's readfile()) get the
+ * whole text.
  */
 
 #include <errno.h>
@@ -60,6 +63,7 @@ struct handle {
 	enum refuse refuse;		/* under lock */
 	size_t refused_len;		/* REFUSE_RETRY: the piece's line bytes */
 	unsigned long long refused_hash;
+	pid_t opener;			/* the thread that opened it */
 	struct buf text;		/* rendered content (generated files) */
 	struct pipe *pipe;		/* live, from/<rev>, .live */
 	/* readers of events: see ops_read_events(); under lock */
@@ -104,9 +108,72 @@ ops_ts(struct timespec *ts, uint64_t ns)
 	ts->tv_nsec = (long)(ns % 1000000000ull);
 }
 
-/* Fills st for node n; returns the attribute timeout to give. */
+static bool
+ops_is_text(enum tree_kind kind)
+{
+	return kind == TREE_STATUS || kind == TREE_METRICS ||
+	    kind == TREE_PEERS || kind == TREE_INFO;
+}
+
+/* Renders the generated file n into out. */
+static int
+ops_render(struct odofs *o, const struct tree_node *n, struct buf *out)
+{
+	switch (n->kind) {
+	case TREE_STATUS:
+		return render_status(o, out);
+	case TREE_METRICS:
+		return render_metrics(o, out);
+	case TREE_PEERS:
+		return render_peers(o, out);
+	case TREE_INFO:
+		return render_info(o, n->dev, out);
+	default:
+		return -EINVAL;
+	}
+}
+
+/*
+ * The size of the generated file n as the asker sees it: the length of the
+ * rendering of the open file it asks through (h: the kernel passes the
+ * file handle when it revalidates for lseek(SEEK_END)); else of the newest
+ * copy that the asking thread has open itself (fstat(2) comes without a
+ * file handle); else of a rendering made now.  So for a program reading
+ * the file, stat, fstat, lseek and read agree byte for byte.  A rendering
+ * that fails here reports 0; the open fails with its error.
+ */
+static off_t
+ops_text_size(struct odofs *o, const struct tree_node *n,
+    const struct handle *h, pid_t asker)
+{
+	struct buf b;
+	off_t size = -1;
+
+	if (h != NULL && h->kind == n->kind)
+		return (off_t)h->text.len;
+	pthread_mutex_lock(&o->handles_lock);
+	for (h = o->handles; h != NULL; h = h->next)
+		if (h->opener == asker && h->kind == n->kind &&
+		    h->dev == n->dev) {
+			size = (off_t)h->text.len;
+			break;
+		}
+	pthread_mutex_unlock(&o->handles_lock);
+	if (size >= 0)
+		return size;
+	buf_init(&b, OPS_TEXT_MAX);
+	size = ops_render(o, n, &b) == 0 ? (off_t)b.len : 0;
+	buf_release(&b);
+	return size;
+}
+
+/*
+ * Fills st for node n, as seen by the request req through the open file h
+ * (NULL: a request on a name); returns the attribute timeout to give.
+ */
 static double
-ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
+ops_stat(struct odofs *o, fuse_req_t req, const struct handle *h,
+    const struct tree_node *n, struct stat *st)
 {
 	struct journal_info in;
 	double timeout = 0.0;
@@ -148,7 +215,7 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 			st->st_mode = S_IFREG | (in.local ? 0644 : 0444);
 			st->st_size = (off_t)in.snapshot_len;
 		} else if (n->kind != TREE_EVENTS) {
-			/* info, live pipes: size 0, read to the end */
+			/* info (sized below), live pipes (size 0) */
 			st->st_mode = S_IFREG | 0444;
 		} else {
 			st->st_mode = S_IFREG | (in.local ? 0644 : 0444);
@@ -161,6 +228,11 @@ ops_stat(struct odofs *o, const struct tree_node *n, struct stat *st)
 	default:
 		break;
 	}
+	if (ops_is_text(n->kind))
+		st->st_size = ops_text_size(o, n, h, fuse_req_ctx(req)->pid);
+	/* not sparse: cp would look for holes in a file with no blocks */
+	if (S_ISREG(st->st_mode) && n->kind != TREE_EVENTS)
+		st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
 	st->st_ctim = st->st_mtim;
 	st->st_atim = st->st_mtim;
 	return timeout;
@@ -172,7 +244,7 @@ ops_reply_node(fuse_req_t req, struct odofs *o, const struct tree_node *n)
 	struct fuse_entry_param e;
 
 	memset(&e, 0, sizeof(e));
-	e.attr_timeout = ops_stat(o, n, &e.attr);
+	e.attr_timeout = ops_stat(o, req, NULL, n, &e.attr);
 	e.ino = e.attr.st_ino;
 	e.entry_timeout = OPS_DIR_TIMEOUT;
 	fuse_reply_entry(req, &e);
@@ -230,6 +302,13 @@ ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	ops_reply_err(req, -ENOTDIR);
 }
 
+static struct handle *
+ops_handle(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/* fi: the open file the kernel asks through (lseek), or NULL (stat, fstat) */
 static void
 ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -238,10 +317,10 @@ ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat st;
 	double timeout;
 
-	(void)fi;
 	if (!ops_decode(o, ino, &n))
 		return ops_reply_err(req, -ENOENT);
-	timeout = ops_stat(o, &n, &st);
+	timeout = ops_stat(o, req, fi != NULL ? ops_handle(fi) : NULL, &n,
+	    &st);
 	fuse_reply_attr(req, &st, timeout);
 }
 
@@ -352,8 +431,14 @@ ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	ops_reply_err(req, -EPERM);
 }
 
+/*
+ * A new handle, in o->handles from here on.  It takes over text, the
+ * rendering of a generated file (so ops_text_size() never sees one being
+ * written); text is left empty.
+ */
 static struct handle *
-handle_new(struct odofs *o, enum tree_kind kind, uint32_t dev)
+handle_new(struct odofs *o, enum tree_kind kind, uint32_t dev, pid_t opener,
+    struct buf *text)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
@@ -362,8 +447,10 @@ handle_new(struct odofs *o, enum tree_kind kind, uint32_t dev)
 	pthread_mutex_init(&h->lock, NULL);
 	h->kind = kind;
 	h->dev = dev;
+	h->opener = opener;
 	buf_init(&h->pending, o->cfg->max_event_bytes);
-	buf_init(&h->text, OPS_TEXT_MAX);
+	h->text = *text;
+	buf_init(text, text->max);
 	buf_init(&h->snapbuf, JOURNAL_SNAPSHOT_MAX);
 	pthread_mutex_lock(&o->handles_lock);
 	h->next = o->handles;
@@ -394,30 +481,6 @@ handle_free(struct odofs *o, struct handle *h)
 	buf_release(&h->snapbuf);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
-}
-
-static struct handle *
-ops_handle(struct fuse_file_info *fi)
-{
-	return (struct handle *)(uintptr_t)fi->fh;
-}
-
-/* Renders a generated file into h->text. */
-static int
-ops_render(struct odofs *o, struct handle *h)
-{
-	switch (h->kind) {
-	case TREE_STATUS:
-		return render_status(o, &h->text);
-	case TREE_METRICS:
-		return render_metrics(o, &h->text);
-	case TREE_PEERS:
-		return render_peers(o, &h->text);
-	case TREE_INFO:
-		return render_info(o, h->dev, &h->text);
-	default:
-		return -EINVAL;
-	}
 }
 
 static int
@@ -456,6 +519,7 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct odofs *o = ops_ctx(req);
 	struct handle *h = NULL;
 	struct tree_node n;
+	struct buf text;
 	int rc;
 
 	if (!ops_decode(o, ino, &n))
@@ -471,10 +535,15 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc == 0 && n.kind == TREE_FROM_REV &&
 	    (n.rev == 0 || n.rev < journal_first(o->journal, n.dev)))
 		rc = -ERANGE;	/* compacted: read snapshot, then from/ */
+	buf_init(&text, OPS_TEXT_MAX);
+	if (rc == 0 && ops_is_text(n.kind))
+		rc = ops_render(o, &n, &text);
+	if (rc == 0 && (h = handle_new(o, n.kind, n.dev, fuse_req_ctx(req)->pid,
+	    &text)) == NULL)
+		rc = -ENOMEM;
+	buf_release(&text);
 	if (rc < 0)
 		return ops_reply_err(req, rc);
-	if ((h = handle_new(o, n.kind, n.dev)) == NULL)
-		return ops_reply_err(req, -ENOMEM);
 	switch (n.kind) {
 	case TREE_EVENTS:
 		/* a reader keeps what it has not read yet from compaction */
@@ -510,8 +579,7 @@ ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = h->pipe ? 0 : -ENOMEM;
 		break;
 	default:
-		rc = ops_render(o, h);
-		break;
+		break;		/* generated files: rendered above */
 	}
 	if (rc < 0) {
 		handle_free(o, h);
@@ -885,7 +953,8 @@ ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /*
  * Directory offsets are stable cursors: entry k (from 0) of the listing
- * "." ".." <own files> <devices in creation order> has offset k + 1.
+ * "." ".." <own listed files> <devices in creation order> has offset k + 1.
+ * The live pipes are not listed (tree.h).
  * With readdirplus each entry carries its attributes too, so `ls -l` of a
  * large root costs no LOOKUP per device (FUSE-NOTES §7); "." and ".." go
  * without (inode 0: the kernel makes no entry of them).
@@ -905,11 +974,11 @@ ops_listdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return ops_reply_err(req, -ENOTDIR);
 	if (n.kind == TREE_ROOT) {
 		files = tree_root_files;
-		nfiles = tree_root_nfiles;
+		nfiles = tree_root_nlisted;
 		total = 2 + nfiles + journal_count(o->journal);
 	} else if (n.kind == TREE_DEV) {
 		files = tree_dev_files;
-		nfiles = tree_dev_nfiles;
+		nfiles = tree_dev_nlisted;
 		total = 2 + nfiles;
 	} else {
 		files = NULL;		/* from/: listed empty */
@@ -943,7 +1012,7 @@ ops_listdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				id = journal_id(o->journal, c.dev, &len);
 				memcpy(name, id, len + 1);
 			}
-			e.attr_timeout = ops_stat(o, &c, &e.attr);
+			e.attr_timeout = ops_stat(o, req, NULL, &c, &e.attr);
 			if (plus) {
 				e.ino = e.attr.st_ino;
 				e.entry_timeout = OPS_DIR_TIMEOUT;

@@ -13,21 +13,23 @@ static const enum tree_kind tree_slots[TREE_DEV_SLOTS] = {
 const struct tree_entry tree_root_files[] = {
 	{ ".status", TREE_STATUS },
 	{ ".metrics", TREE_METRICS },
-	{ ".live", TREE_FIREHOSE },
 	{ ".peers", TREE_PEERS },
+	{ ".live", TREE_FIREHOSE },	/* not listed */
 };
 const size_t tree_root_nfiles =
     sizeof(tree_root_files) / sizeof(tree_root_files[0]);
+const size_t tree_root_nlisted = 3;
 
 const struct tree_entry tree_dev_files[] = {
 	{ "events", TREE_EVENTS },
 	{ "snapshot", TREE_SNAPSHOT },
 	{ "info", TREE_INFO },
-	{ "live", TREE_LIVE },
 	{ "from", TREE_FROM },
+	{ "live", TREE_LIVE },		/* not listed */
 };
 const size_t tree_dev_nfiles =
     sizeof(tree_dev_files) / sizeof(tree_dev_files[0]);
+const size_t tree_dev_nlisted = 4;
 
 uint64_t
 tree_ino(enum tree_kind kind, uint32_t dev)

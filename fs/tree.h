@@ -62,15 +62,22 @@ bool tree_decode(uint64_t ino, uint32_t ndevs, struct tree_node *out);
 /* Whether kind is a directory. */
 bool tree_is_dir(enum tree_kind kind);
 
-/* The node's own root entries and the files of a device directory. */
+/*
+ * The node's own root entries and the files of a device directory.  The
+ * first *_nlisted of each are listed; the rest, the live pipes, are opened
+ * by name and never listed (SPEC §2), so recursive tools (cp -a, tar,
+ * rsync, grep -r) never open a file whose reads never end.
+ */
 struct tree_entry {
 	const char *name;
 	enum tree_kind kind;
 };
 extern const struct tree_entry tree_root_files[];
 extern const size_t tree_root_nfiles;
+extern const size_t tree_root_nlisted;
 extern const struct tree_entry tree_dev_files[];
 extern const size_t tree_dev_nfiles;
+extern const size_t tree_dev_nlisted;
 
 /* Finds name among entries; TREE_NONE when absent. */
 enum tree_kind tree_find(const struct tree_entry *entries, size_t n,

@@ -119,13 +119,14 @@ def test_other_operations_refused(node):
     # touch: a time-only setattr succeeds and changes nothing
     assert sh("touch %s" % ev).returncode == 0
     assert read_file(ev) == "x\n"
-    assert sorted(os.listdir(node.path("sensor-7"))) == ["events", "from", "info", "live", "snapshot"]
+    # the live pipe is opened by name, never listed (SPEC §2)
+    assert sorted(os.listdir(node.path("sensor-7"))) == ["events", "from", "info", "snapshot"]
 
 
 def test_modes_and_listing(node):
     mkdev(node, "d1")
     mkdev(node, "d2")
-    assert sorted(os.listdir(node.mnt)) == [".live", ".metrics", ".peers", ".status", "d1", "d2"]
+    assert sorted(os.listdir(node.mnt)) == [".metrics", ".peers", ".status", "d1", "d2"]
     assert os.stat(node.path("d1", "events")).st_mode & 0o777 == 0o644
     assert os.stat(node.path("d1", "info")).st_mode & 0o777 == 0o444
     assert os.stat(node.path(".status")).st_mode & 0o777 == 0o444
@@ -160,7 +161,7 @@ def test_invalid_device_names(node):
         os.mkdir(node.path("a"))
     assert ei.value.errno == errno.EEXIST
     assert sorted(os.listdir(node.mnt)) == sorted(
-        [".live", ".metrics", ".peers", ".status", "a", ok, "A-z_0.9:dev@site"])
+        [".metrics", ".peers", ".status", "a", ok, "A-z_0.9:dev@site"])
     assert node.status()["devices"] == 3
 
 
