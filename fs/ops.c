@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -1048,20 +1049,22 @@ ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ops_listdir(req, ino, size, off, true);
 }
 
+/* df: the data directory's file system, where the journal grows */
 static void
 ops_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct odofs *o = ops_ctx(req);
-	struct journal_stats js;
 	struct statvfs sv;
+	int rc;
 
 	(void)ino;
-	journal_stats(o->journal, &js);
-	memset(&sv, 0, sizeof(sv));
-	sv.f_bsize = 4096;
-	sv.f_frsize = 4096;
+	if (statvfs(o->cfg->data_dir, &sv) < 0) {
+		rc = -errno;
+		log_warn("statfs of the data directory failed: %s",
+		    o->cfg->data_dir);
+		return ops_reply_err(req, rc);
+	}
 	sv.f_namemax = 255;
-	sv.f_files = js.devices;
 	fuse_reply_statfs(req, &sv);
 }
 

@@ -3,7 +3,8 @@
 Recursive tools walk a mount of 1,000 devices and finish, because the live
 pipes (`live`, `.live`, `from/<rev>`) are opened by name and never listed;
 they copy exactly the journal, because the generated files (`info`,
-`.status`, `.peers`, `.metrics`) report their real size.  Every tool is the real one, every run has a
+`.status`, `.peers`, `.metrics`) report their real size; `df` shows the
+data directory's file system.  Every tool is the real one, every run has a
 timeout: a tool that opens a live pipe would wait for ever.
 """
 import hashlib
@@ -276,3 +277,33 @@ def test_sqlite_readfile_gets_the_whole_text(one, parts):
         assert b"\nodofs_devices 1\n" in got
     else:
         assert got == read_file(path, "rb")
+
+
+# --- statvfs -----------------------------------------------------------------
+
+def test_df_shows_the_data_directorys_file_system(node):
+    before = os.statvfs(node.data)
+    m = os.statvfs(node.mnt)
+    after = os.statvfs(node.data)
+    assert m.f_blocks > 0
+    # totals are the data directory's exactly
+    assert m.f_blocks * m.f_frsize == before.f_blocks * before.f_frsize
+    assert m.f_files == before.f_files
+    assert m.f_namemax == 255
+    # free space is a moving figure: bracketed by two readings of the data
+    # directory, with 64 MiB and 1,000 inodes of margin for other writers
+    # on that file system during the three calls
+    margin = 64 << 20
+    lo = min(before.f_bfree, after.f_bfree) * before.f_frsize - margin
+    hi = max(before.f_bfree, after.f_bfree) * before.f_frsize + margin
+    assert lo <= m.f_bfree * m.f_frsize <= hi
+    lo = min(before.f_bavail, after.f_bavail) * before.f_frsize - margin
+    hi = max(before.f_bavail, after.f_bavail) * before.f_frsize + margin
+    assert lo <= m.f_bavail * m.f_frsize <= hi
+    assert min(before.f_ffree, after.f_ffree) - 1000 <= m.f_ffree <= \
+        max(before.f_ffree, after.f_ffree) + 1000
+    # df shows the same total
+    r = tool(["df", "-B1", "--output=size", node.mnt])
+    assert r.returncode == 0, r.stderr
+    r2 = tool(["df", "-B1", "--output=size", node.data])
+    assert int(r.stdout.split()[-1]) == int(r2.stdout.split()[-1]) > 0
