@@ -55,8 +55,10 @@
 #define PIPES_MAX_READ		(1u << 20)
 #define PIPES_INLINE_MAX	4	/* parked reads answered by the committer */
 #define PIPES_BATCH_MIN		8	/* answers in a round that mean load */
-#define PIPES_COALESCE_PER_US	25	/* pause after a round, per answer */
-#define PIPES_COALESCE_MAX_US	10000
+#define PIPES_COALESCE_PER_US	150	/* pause after a round, per answer */
+#define PIPES_COALESCE_MAX_US	30000
+/* while coalescing, a read this close to the end waits for the round */
+#define PIPES_NEAR_EVENTS	4096
 
 enum pipe_kind {
 	PIPE_DEVICE,
@@ -102,6 +104,7 @@ struct pipes {
 	struct pipe_list pipes;
 	struct pipe_batch batch;	/* the delivery thread's */
 	_Atomic uint64_t open, parked, delivered, rounds;
+	atomic_bool coalescing;		/* the last round answered many */
 };
 
 static uint64_t
@@ -121,8 +124,9 @@ pipes_kick(struct pipes *p)
 	(void)!write(p->efd, &one, sizeof(one));
 }
 
+struct pipe_share;
 static bool pipe_deliver(struct pipes *p, struct pipe *s, bool eof,
-    bool notify);
+    bool notify, struct pipe_share *sh);
 static bool pipe_ready(struct pipes *p, const struct pipe *s);
 static size_t pipes_collect(struct pipes *p, struct pipe_batch *b,
     size_t max, bool eof);
@@ -158,7 +162,7 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	pthread_mutex_unlock(&p->lock);
 	/* no poll notification from inside a request (FUSE-NOTES §2) */
 	for (size_t i = 0; i < b.n; i++)
-		polled |= pipe_deliver(p, b.v[i], false, false);
+		polled |= pipe_deliver(p, b.v[i], false, false, NULL);
 	pipes_release(p, &b);
 	if (polled || more > 0)
 		pipes_kick(p);
@@ -172,6 +176,22 @@ pipe_ready(struct pipes *p, const struct pipe *s)
 		return journal_firehose_ready(p->journal, &s->fh);
 	return s->rev <= journal_head(p->journal, s->idx) ||
 	    s->rev < journal_first(p->journal, s->idx);
+}
+
+/* Whether a read of s should wait for the next coalesced round. */
+static bool
+pipe_should_wait(struct pipes *p, const struct pipe *s)
+{
+	uint64_t end;
+
+	if (!atomic_load(&p->coalescing))
+		return false;
+	if (s->kind == PIPE_FIREHOSE)
+		return journal_firehose_watermark(p->journal) - s->fh.seq <
+		    PIPES_NEAR_EVENTS;
+	end = journal_head(p->journal, s->idx) + 1;
+	return s->rev >= journal_first(p->journal, s->idx) &&
+	    end - s->rev < PIPES_NEAR_EVENTS;
 }
 
 /*
@@ -224,15 +244,14 @@ pipe_take(struct pipes *p, struct pipe *s, size_t size, char **out)
 	return n;
 }
 
-/* Answers req with what pipe_take() gave, and frees it. */
+/* Answers req with what pipe_take() gave. */
 static void
-pipe_reply(fuse_req_t req, char *buf, ssize_t n)
+pipe_reply(fuse_req_t req, const char *buf, ssize_t n)
 {
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
 }
 
 /*
@@ -283,13 +302,20 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 		fuse_reply_err(req, EAGAIN);
 		return;
 	}
-	/* a cheap look first: most reads of a busy pipe find nothing */
-	n = pipe_ready(p, s) ? pipe_take(p, s, size, &buf) : 0;
+	/*
+	 * A cheap look first: most reads of a busy pipe find nothing.  While
+	 * deliveries coalesce, a reader near the end waits for the next round
+	 * too, instead of taking the few events since its last read at once:
+	 * else readers that keep up would poll one round trip per event.
+	 */
+	n = pipe_ready(p, s) && (nonblock || !pipe_should_wait(p, s)) ?
+	    pipe_take(p, s, size, &buf) : 0;
 	if (n != 0 || nonblock) {
 		pthread_mutex_unlock(&s->lock);
 		if (n == 0)
 			n = -EAGAIN;
 		pipe_reply(req, buf, n);
+		free(buf);
 		return;
 	}
 	s->parking = req;
@@ -351,15 +377,92 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
 }
 
 /*
+ * One store read shared by the pipes of a round whose cursors stand at the
+ * same place and that ask for the same size: readers that keep up move in
+ * step, so a round reads the store once per device, not once per reader.
+ * The round owns buf; the events in it never change once committed.
+ */
+struct pipe_share {
+	bool valid;
+	struct pipe at;			/* kind and cursor before the read */
+	size_t want;
+	struct pipe after;		/* cursor after it */
+	char *buf;
+	ssize_t n;
+};
+
+static bool
+pipe_same_place(const struct pipe *a, const struct pipe *b)
+{
+	if (a->kind != b->kind)
+		return false;
+	if (a->kind == PIPE_FIREHOSE)
+		return a->fh.seq == b->fh.seq && a->fh.rev == b->fh.rev &&
+		    a->fh.skip == b->fh.skip;
+	return a->idx == b->idx && a->rev == b->rev && a->skip == b->skip;
+}
+
+static void
+pipe_cursor_copy(struct pipe *to, const struct pipe *from)
+{
+	to->kind = from->kind;
+	to->idx = from->idx;
+	to->rev = from->rev;
+	to->skip = from->skip;
+	to->fh = from->fh;
+}
+
+/*
+ * Takes what s's cursor has for its parked read, from sh when it holds
+ * the same read, else from the store (and keeps that in sh).  Returns as
+ * pipe_take(); *owned says whether *out is the caller's to free.  Caller
+ * holds s->lock.
+ */
+static ssize_t
+pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
+    char **out, bool *owned)
+{
+	struct pipe before;
+	ssize_t n;
+
+	*owned = true;
+	if (sh == NULL)
+		return pipe_take(p, s, s->want, out);
+	if (sh->valid && sh->want == s->want && pipe_same_place(&sh->at, s)) {
+		pipe_cursor_copy(s, &sh->after);
+		if (s->pin != NULL)
+			journal_pin_rev(s->pin, s->rev);
+		*out = sh->buf;
+		*owned = false;
+		return sh->n;
+	}
+	pipe_cursor_copy(&before, s);
+	n = pipe_take(p, s, s->want, out);
+	if (n <= 0)
+		return n;
+	free(sh->buf);
+	sh->valid = true;
+	sh->at = before;
+	sh->want = s->want;
+	pipe_cursor_copy(&sh->after, s);
+	sh->buf = *out;
+	sh->n = n;
+	*owned = false;
+	return n;
+}
+
+/*
  * Delivers what s can take.  Caller holds a reference on s (so it cannot
  * be freed under us) and no lock; takes s->lock for the cursor, and
  * replies with no lock held and no callback still running on the request.
- * Returns whether a poll notification was left to the delivery thread.
+ * sh (or NULL) is the round's shared read.  Returns whether a poll
+ * notification was left to the delivery thread.
  */
 static bool
-pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify)
+pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify,
+    struct pipe_share *sh)
 {
-	bool skipped = false;
+	bool skipped = false, owned = true;
 	struct fuse_pollhandle *ph = NULL;
 	fuse_req_t req = NULL;
 	char *buf = NULL;
@@ -367,7 +470,7 @@ pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify)
 
 	pthread_mutex_lock(&s->lock);
 	if (s->req != NULL && (eof || pipe_ready(p, s))) {
-		n = eof ? 0 : pipe_take(p, s, s->want, &buf);
+		n = eof ? 0 : pipe_take_shared(p, s, sh, &buf, &owned);
 		if (n != 0 || eof) {
 			req = s->req;
 			s->req = NULL;
@@ -389,6 +492,8 @@ pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify)
 		/* waits out a callback already running on req */
 		fuse_req_interrupt_func(req, NULL, NULL);
 		pipe_reply(req, buf, n);
+		if (owned)
+			free(buf);
 		if (n > 0)
 			atomic_fetch_add(&p->delivered, 1);
 	}
@@ -468,13 +573,15 @@ static size_t
 pipes_round(struct pipes *p, bool eof)
 {
 	struct pipe_batch *b = &p->batch;
+	struct pipe_share sh = { .valid = false };
 	size_t n;
 
 	pthread_mutex_lock(&p->lock);
 	pipes_collect(p, b, SIZE_MAX, eof);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < b->n; i++)
-		pipe_deliver(p, b->v[i], eof, true);
+		pipe_deliver(p, b->v[i], eof, true, &sh);
+	free(sh.buf);
 	n = b->n;
 	pipes_release(p, b);
 	if (n > 0)
@@ -535,6 +642,7 @@ pipes_main(void *arg)
 		 * Under load, let commits pile up: the next round gives each
 		 * reader all of them at once.  A lone reader is never delayed.
 		 */
+		atomic_store(&p->coalescing, answered >= PIPES_BATCH_MIN);
 		if (answered >= PIPES_BATCH_MIN) {
 			uint64_t us = answered * PIPES_COALESCE_PER_US;
 

@@ -345,3 +345,43 @@ def test_no_inject_hook(nodes):
         os.stat(node.path(".inject"))
     with pytest.raises(PermissionError):     # creating files: EPERM
         open(node.path(".inject"), "w")
+
+
+def test_fanout_coalesces_and_delivers_everything(node, tmp_path):
+    """200 blocked readers and 10,000 one-event writes: every reader gets
+    every event, in order, and deliveries coalesce (SPEC §6: readers never
+    slow the appenders): while many readers wait, a round of deliveries is
+    followed by a pause of 30 ms (150 us an answer, at most 30 ms), so a
+    reader gets at most 33 replies a second, each with all that came
+    meanwhile, whatever the writer's speed.  The check allows 50 a second
+    (a 1.5x margin) plus 3 for the start and the end."""
+    readers, events = 200, 10000
+    os.mkdir(node.path("d"))
+    outs = [str(tmp_path / ("r%d" % i)) for i in range(readers)]
+    procs = [subprocess.Popen(["cat", node.path("d", "live")], stdout=open(o, "wb"))
+             for o in outs]
+    try:
+        wait_parked(node, readers)
+        reads = metric(node, "odofs_reads_total")
+        t = time.monotonic()
+        fd = os.open(node.path("d", "events"), os.O_WRONLY | os.O_APPEND)
+        try:
+            for i in range(events):
+                os.write(fd, b"e-%05d\n" % i)
+        finally:
+            os.close(fd)
+        wrote = time.monotonic() - t
+        want = b"".join(b"e-%05d\n" % i for i in range(events))
+        wait_for(lambda: all(os.path.getsize(o) == len(want) for o in outs),
+                 timeout=60, what="every reader has every event")
+        secs = time.monotonic() - t
+        used = metric(node, "odofs_reads_total") - reads
+        print("%d read requests for %d readers x %d events in %.2f s (writer %.2f s)"
+              % (used, readers, events, secs, wrote))
+        for o in outs:
+            assert read_file(o, "rb") == want
+        assert used <= readers * (50 * secs + 3)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
