@@ -18,12 +18,14 @@
  * meanwhile.  A pipe closed during a delivery is freed by whoever drops
  * the last reference.
  *
- * Under load, deliveries coalesce: a round that answered many reads is
- * followed by a short pause (longer with more readers, at most
- * PIPES_COALESCE_MAX_US) before the next, so that commits pile up and each
- * reader gets all of them with one reply instead of one reply an event.
- * Readers then cost one FUSE round trip per round, not per event, and the
- * writer's requests wait behind fewer of theirs.
+ * Under load, deliveries coalesce: after a round that answered many reads
+ * the next starts later (PIPES_COALESCE_PER_US an answer after the start
+ * of the last, at most PIPES_COALESCE_MAX_US), so that commits pile up and
+ * each reader gets all of them with one reply instead of one reply an
+ * event; meanwhile a read near the end waits for the round rather than
+ * take what little is there.  Readers then cost one FUSE round trip per
+ * round, not per event, and the writer's requests wait behind fewer of
+ * theirs.
  *
  * Exactly one reply per parked request (FUSE-NOTES §3).  A request becomes
  * deliverable (s->req) only after its interrupt callback is registered; the
@@ -55,8 +57,8 @@
 #define PIPES_MAX_READ		(1u << 20)
 #define PIPES_INLINE_MAX	4	/* parked reads answered by the committer */
 #define PIPES_BATCH_MIN		8	/* answers in a round that mean load */
-#define PIPES_COALESCE_PER_US	150	/* pause after a round, per answer */
-#define PIPES_COALESCE_MAX_US	30000
+#define PIPES_COALESCE_PER_US	200	/* round + pause, per answer */
+#define PIPES_COALESCE_MAX_US	36000
 /* while coalescing, a read this close to the end waits for the round */
 #define PIPES_NEAR_EVENTS	4096
 
@@ -105,22 +107,35 @@ struct pipes {
 	struct pipe_batch batch;	/* the delivery thread's */
 	_Atomic uint64_t open, parked, delivered, rounds;
 	atomic_bool coalescing;		/* the last round answered many */
+	atomic_bool kicked;		/* a round is due: efd was written */
 };
 
 static uint64_t
-pipes_now_ms(void)
+pipes_now_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+static uint64_t
+pipes_now_ms(void)
+{
+	return pipes_now_us() / 1000;
+}
+
+/*
+ * Wakes the delivery thread for a round.  One write to the eventfd until
+ * the thread takes it: under load every commit would make one otherwise.
+ */
 static void
 pipes_kick(struct pipes *p)
 {
 	uint64_t one = 1;
 
+	if (atomic_exchange(&p->kicked, true))
+		return;
 	(void)!write(p->efd, &one, sizeof(one));
 }
 
@@ -619,7 +634,7 @@ pipes_main(void *arg)
 {
 	struct pipes *p = arg;
 	struct pollfd pfd = { .fd = p->efd, .events = POLLIN };
-	uint64_t n, next_prune = pipes_now_ms() + PIPES_TICK_MS;
+	uint64_t n, start, next_prune = pipes_now_ms() + PIPES_TICK_MS;
 
 	while (!atomic_load(&p->stopping)) {
 		int r = poll(&pfd, 1, PIPES_TICK_MS);
@@ -637,17 +652,25 @@ pipes_main(void *arg)
 		if (r <= 0)
 			continue;
 		(void)!read(p->efd, &n, sizeof(n));
+		/* kicks from here on ask for another round */
+		atomic_store(&p->kicked, false);
+		start = pipes_now_us();
 		answered = pipes_round(p, false);
 		/*
 		 * Under load, let commits pile up: the next round gives each
 		 * reader all of them at once.  A lone reader is never delayed.
+		 * The pause counts from the start of the round, so that a slow
+		 * round (a busy machine) does not also lengthen the wait.
 		 */
 		atomic_store(&p->coalescing, answered >= PIPES_BATCH_MIN);
 		if (answered >= PIPES_BATCH_MIN) {
-			uint64_t us = answered * PIPES_COALESCE_PER_US;
+			uint64_t us = answered * PIPES_COALESCE_PER_US, took;
 
-			usleep(us < PIPES_COALESCE_MAX_US ? (useconds_t)us :
-			    PIPES_COALESCE_MAX_US);
+			if (us > PIPES_COALESCE_MAX_US)
+				us = PIPES_COALESCE_MAX_US;
+			took = pipes_now_us() - start;
+			if (us > took)
+				usleep((useconds_t)(us - took));
 		}
 	}
 	return NULL;
