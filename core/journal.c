@@ -1682,6 +1682,11 @@ journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 	struct store_iter *it = NULL;
 	int rc = 0;
 
+	/*
+	 * What .live readers need, read from the log before taking the lock:
+	 * later commits only add revisions above anything compacted here.
+	 */
+	fh_keep = journal_firehose_keep(j, idx);
 	pthread_mutex_lock(&d->meta_lock);
 	first = atomic_load(&d->first);
 	target = want;
@@ -1695,7 +1700,7 @@ journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 	if (target <= first)
 		goto out;
 	/* .live readers pin too: what the slowest has not read stays */
-	if ((fh_keep = journal_firehose_keep(j, idx)) < target)
+	if (fh_keep < target)
 		target = fh_keep;
 	if (target <= first)
 		goto out;

@@ -219,8 +219,10 @@ void journal_pin_free(struct journal *j, struct journal_pin *p);
 
 /*
  * Compaction: deletes the events of device idx below revision first,
- * keeping the offsets of the rest, never past its snapshot (snapshot + 1)
- * and never an event a pin holds.  The first retained revision moves at
+ * keeping the offsets of the rest, never past its snapshot (snapshot + 1),
+ * never an event a pin holds, and never one a .live reader has not read
+ * (from the firehose log at or after the slowest reader's position, as
+ * journal_firehose_prune() last set it).  The first retained revision moves at
  * once; the keys are then deleted in batches that never hold the append
  * lock, and the range is compacted on disk.  Returns the first retained
  * revision after the call, or a negative errno.  Blocks: call it off the
@@ -299,7 +301,9 @@ ssize_t journal_firehose_read(struct journal *j, struct journal_fh_cursor *c,
     char *buf, size_t size, struct err *e);
 /*
  * Deletes log entries below seq, or every complete one when seq is
- * UINT64_MAX (no reader).  Blocks on the store.
+ * UINT64_MAX (no reader).  seq, the slowest reader's position, is also
+ * where compaction starts looking for what .live readers still need.
+ * Blocks on the store.
  */
 void journal_firehose_prune(struct journal *j, uint64_t seq);
 

@@ -81,7 +81,8 @@ struct pipe {
 	fuse_req_t req;			/* parked, deliverable */
 	size_t want;			/* its size */
 	struct fuse_pollhandle *ph;	/* newest poll handle */
-	atomic_bool waiting;		/* req or ph set: look at commits */
+	bool full;			/* the last read filled its buffer */
+	atomic_bool waiting;		/* req or ph set (written under lock) */
 	/* under p->lock */
 	unsigned refs;			/* the open file's, one per delivery */
 	TAILQ_ENTRY(pipe) link;		/* p->pipes, until closed */
@@ -199,7 +200,8 @@ pipe_should_wait(struct pipes *p, const struct pipe *s)
 {
 	uint64_t end;
 
-	if (!atomic_load(&p->coalescing))
+	/* a reader that is behind (its last read was full) never waits */
+	if (!atomic_load(&p->coalescing) || s->full)
 		return false;
 	if (s->kind == PIPE_FIREHOSE)
 		return journal_firehose_watermark(p->journal) - s->fh.seq <
@@ -249,6 +251,7 @@ pipe_take(struct pipes *p, struct pipe *s, size_t size, char **out)
 	if ((buf = malloc(size ? size : 1)) == NULL)
 		return -ENOMEM;
 	n = pipe_fill(p, s, buf, size);
+	s->full = n == (ssize_t)size;
 	if (n <= 0) {
 		free(buf);
 		return n;
@@ -397,17 +400,26 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
  * step, so a round reads the store once per device, not once per reader.
  * The round owns buf; the events in it never change once committed.
  */
+struct pipe_cursor {
+	enum pipe_kind kind;
+	uint32_t idx;
+	uint64_t rev;
+	size_t skip;
+	struct journal_fh_cursor fh;
+};
+
 struct pipe_share {
 	bool valid;
-	struct pipe at;			/* kind and cursor before the read */
+	struct pipe_cursor at;		/* before the read */
 	size_t want;
-	struct pipe after;		/* cursor after it */
+	struct pipe_cursor after;	/* after it */
+	bool full;			/* it filled the buffer */
 	char *buf;
 	ssize_t n;
 };
 
 static bool
-pipe_same_place(const struct pipe *a, const struct pipe *b)
+pipe_same_place(const struct pipe_cursor *a, const struct pipe *b)
 {
 	if (a->kind != b->kind)
 		return false;
@@ -418,9 +430,18 @@ pipe_same_place(const struct pipe *a, const struct pipe *b)
 }
 
 static void
-pipe_cursor_copy(struct pipe *to, const struct pipe *from)
+pipe_cursor_save(struct pipe_cursor *to, const struct pipe *from)
 {
 	to->kind = from->kind;
+	to->idx = from->idx;
+	to->rev = from->rev;
+	to->skip = from->skip;
+	to->fh = from->fh;
+}
+
+static void
+pipe_cursor_load(struct pipe *to, const struct pipe_cursor *from)
+{
 	to->idx = from->idx;
 	to->rev = from->rev;
 	to->skip = from->skip;
@@ -437,21 +458,22 @@ static ssize_t
 pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
     char **out, bool *owned)
 {
-	struct pipe before;
+	struct pipe_cursor before;
 	ssize_t n;
 
 	*owned = true;
 	if (sh == NULL)
 		return pipe_take(p, s, s->want, out);
 	if (sh->valid && sh->want == s->want && pipe_same_place(&sh->at, s)) {
-		pipe_cursor_copy(s, &sh->after);
+		pipe_cursor_load(s, &sh->after);
+		s->full = sh->full;
 		if (s->pin != NULL)
 			journal_pin_rev(s->pin, s->rev);
 		*out = sh->buf;
 		*owned = false;
 		return sh->n;
 	}
-	pipe_cursor_copy(&before, s);
+	pipe_cursor_save(&before, s);
 	n = pipe_take(p, s, s->want, out);
 	if (n <= 0)
 		return n;
@@ -459,7 +481,8 @@ pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
 	sh->valid = true;
 	sh->at = before;
 	sh->want = s->want;
-	pipe_cursor_copy(&sh->after, s);
+	pipe_cursor_save(&sh->after, s);
+	sh->full = s->full;
 	sh->buf = *out;
 	sh->n = n;
 	*owned = false;
@@ -531,7 +554,14 @@ pipes_collect(struct pipes *p, struct pipe_batch *b, size_t max, bool eof)
 	size_t more = 0;
 
 	TAILQ_FOREACH(s, &p->pipes, link) {
-		if (!atomic_load(&s->waiting) || !(eof || pipe_ready(p, s)))
+		bool due;
+
+		if (!atomic_load(&s->waiting))
+			continue;
+		pthread_mutex_lock(&s->lock);
+		due = eof || pipe_ready(p, s);
+		pthread_mutex_unlock(&s->lock);
+		if (!due)
 			continue;
 		if (b->n == max) {
 			more++;
@@ -589,16 +619,18 @@ pipes_round(struct pipes *p, bool eof)
 {
 	struct pipe_batch *b = &p->batch;
 	struct pipe_share sh = { .valid = false };
-	size_t n;
+	size_t n, more;
 
 	pthread_mutex_lock(&p->lock);
-	pipes_collect(p, b, SIZE_MAX, eof);
+	more = pipes_collect(p, b, SIZE_MAX, eof);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < b->n; i++)
 		pipe_deliver(p, b->v[i], eof, true, &sh);
 	free(sh.buf);
 	n = b->n;
 	pipes_release(p, b);
+	if (more > 0)
+		pipes_kick(p);	/* no memory for all of them: another round */
 	if (n > 0)
 		atomic_fetch_add(&p->rounds, 1);
 	return n;
@@ -649,6 +681,8 @@ pipes_main(void *arg)
 			pipes_prune(p);
 			next_prune = pipes_now_ms() + PIPES_TICK_MS;
 		}
+		if (r == 0)
+			atomic_store(&p->coalescing, false);	/* idle */
 		if (r <= 0)
 			continue;
 		(void)!read(p->efd, &n, sizeof(n));

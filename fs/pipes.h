@@ -1,13 +1,14 @@
 /*
  * pipes: the live pipes (SPEC §6): <device>/live, <device>/from/<rev> and
  * .live.  Each open is a cursor over the store; a read with nothing to give
- * is parked (its fuse_req_t kept, no thread blocked) and answered later by
- * the delivery thread, which core wakes after every commit.
+ * is parked (its fuse_req_t kept, no thread blocked) and answered later,
+ * with all there is by then.
  *
  * Threads: pipes_open/read/poll/close run in FUSE worker threads;
- * pipes_notify() in any committing thread; every parked request is answered
- * by the delivery thread, or by the interrupt callback, never both (see
- * pipes.c).  Memory per open is constant: nothing is queued for a reader.
+ * pipes_notify() in any committing thread.  A parked request is answered
+ * exactly once: by the committing thread (a few readers), the delivery
+ * thread or the interrupt callback (see pipes.c).  Memory per open is
+ * constant: nothing is queued for a reader.
  */
 #ifndef ODOFS_PIPES_H
 #define ODOFS_PIPES_H
@@ -47,6 +48,8 @@ void pipes_close(struct pipes *p, struct pipe *s);
 /*
  * Answers req now with what is there (up to size bytes of whole or partial
  * lines), or EAGAIN with nonblock, or parks it until there is something.
+ * While deliveries coalesce (many readers), a blocking read of a reader
+ * near the end is parked for the next round even when a little is there.
  */
 void pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
     bool nonblock);
