@@ -800,9 +800,7 @@ out:
 	pthread_mutex_unlock(&j->fh_lock);
 	if (seq != 0) {
 		keys_fh(k, seq);
-		keys_put_u32(v, t->idx);
-		keys_put_u64(v + 4, t->first_rev);
-		keys_put_u32(v + 12, t->count);
+		keys_fh_val(v, t->idx, t->first_rev, t->count);
 		store_batch_put(t->batch, k, sizeof(k), v, sizeof(v));
 	}
 	return seq;
@@ -1211,13 +1209,10 @@ journal_firehose_read(struct journal *j, struct journal_fh_cursor *c,
 			c->seq++;
 			continue;
 		}
-		if (rc < 0 || vlen != sizeof(v))
+		if (rc < 0 || !keys_fh_val_parse(v, vlen, &idx, &first, &count))
 			return done ? (ssize_t)done :
 			    err_set(e, -EIO, "firehose: bad log entry %llu",
 			    (unsigned long long)c->seq);
-		idx = keys_get_u32(v);
-		first = keys_get_u64(v + 4);
-		count = keys_get_u32(v + 12);
 		last = first + count - 1;
 		if (idx >= atomic_load(&j->count))
 			return done ? (ssize_t)done :
@@ -1642,7 +1637,8 @@ journal_firehose_keep(struct journal *j, uint32_t idx)
 {
 	unsigned char k[KEYS_FH_LEN];
 	struct store_iter *it;
-	uint64_t keep = UINT64_MAX, seq;
+	uint64_t keep = UINT64_MAX, seq, first;
+	uint32_t dev, count;
 	size_t n = 0;
 
 	if (atomic_load(&j->fh_readers) == 0)
@@ -1654,16 +1650,17 @@ journal_firehose_keep(struct journal *j, uint32_t idx)
 	    store_iter_next(it)) {
 		size_t klen, vlen;
 		const void *key = store_iter_key(it, &klen);
-		const unsigned char *v = store_iter_value(it, &vlen);
+		const void *v = store_iter_value(it, &vlen);
 
 		if (!keys_fh_parse(key, klen, &seq))
 			break;
-		if (++n > JOURNAL_FH_KEEP_SCAN || vlen != KEYS_FH_VAL_LEN) {
+		if (++n > JOURNAL_FH_KEEP_SCAN ||
+		    !keys_fh_val_parse(v, vlen, &dev, &first, &count)) {
 			keep = 0;
 			break;
 		}
-		if (keys_get_u32(v) == idx) {
-			keep = keys_get_u64(v + 4);
+		if (dev == idx) {
+			keep = first;
 			break;
 		}
 	}

@@ -107,3 +107,25 @@ keys_fh_parse(const void *k, size_t len, uint64_t *seq)
 	*seq = keys_get_u64(p + 1);
 	return true;
 }
+
+void
+keys_fh_val(unsigned char *out, uint32_t idx, uint64_t first, uint32_t count)
+{
+	keys_put_u32(out, idx);
+	keys_put_u64(out + 4, first);
+	keys_put_u32(out + 12, count);
+}
+
+bool
+keys_fh_val_parse(const void *v, size_t len, uint32_t *idx, uint64_t *first,
+    uint32_t *count)
+{
+	const unsigned char *p = v;
+
+	if (len != KEYS_FH_VAL_LEN)
+		return false;
+	*idx = keys_get_u32(p);
+	*first = keys_get_u64(p + 4);
+	*count = keys_get_u32(p + 12);
+	return true;
+}

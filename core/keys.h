@@ -55,6 +55,11 @@ bool keys_rev_indexed(uint64_t rev);
 /* Firehose log key of commit seq (KEYS_FH_LEN bytes). */
 void keys_fh(unsigned char *out, uint64_t seq);
 bool keys_fh_parse(const void *k, size_t len, uint64_t *seq);
+/* Its value (KEYS_FH_VAL_LEN bytes): device, first revision, count. */
+void keys_fh_val(unsigned char *out, uint32_t idx, uint64_t first,
+    uint32_t count);
+bool keys_fh_val_parse(const void *v, size_t len, uint32_t *idx,
+    uint64_t *first, uint32_t *count);
 
 /* Device record key; returns its length (1 + idlen). out: KEYS_DEV_MAX. */
 size_t keys_dev(unsigned char *out, const char *id, size_t idlen);

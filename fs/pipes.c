@@ -67,14 +67,19 @@ enum pipe_kind {
 	PIPE_FIREHOSE,
 };
 
-struct pipe {
-	pthread_mutex_t lock;		/* protects everything below but links */
-	struct pipes *owner;
+/* Where a pipe reads next. */
+struct pipe_cursor {
 	enum pipe_kind kind;
 	uint32_t idx;			/* PIPE_DEVICE */
 	uint64_t rev;			/* PIPE_DEVICE: next revision */
 	size_t skip;			/* PIPE_DEVICE: bytes of it given */
 	struct journal_fh_cursor fh;	/* PIPE_FIREHOSE */
+};
+
+struct pipe {
+	pthread_mutex_t lock;		/* protects everything below but links */
+	struct pipes *owner;
+	struct pipe_cursor cur;
 	fuse_req_t parking;		/* interrupt callback being registered */
 	bool parking_intr;		/* ... and it was interrupted */
 	struct journal_pin *pin;	/* PIPE_DEVICE: keeps rev from compaction */
@@ -188,10 +193,10 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 static bool
 pipe_ready(struct pipes *p, const struct pipe *s)
 {
-	if (s->kind == PIPE_FIREHOSE)
-		return journal_firehose_ready(p->journal, &s->fh);
-	return s->rev <= journal_head(p->journal, s->idx) ||
-	    s->rev < journal_first(p->journal, s->idx);
+	if (s->cur.kind == PIPE_FIREHOSE)
+		return journal_firehose_ready(p->journal, &s->cur.fh);
+	return s->cur.rev <= journal_head(p->journal, s->cur.idx) ||
+	    s->cur.rev < journal_first(p->journal, s->cur.idx);
 }
 
 /* Whether a read of s should wait for the next coalesced round. */
@@ -203,12 +208,12 @@ pipe_should_wait(struct pipes *p, const struct pipe *s)
 	/* a reader that is behind (its last read was full) never waits */
 	if (!atomic_load(&p->coalescing) || s->full)
 		return false;
-	if (s->kind == PIPE_FIREHOSE)
-		return journal_firehose_watermark(p->journal) - s->fh.seq <
+	if (s->cur.kind == PIPE_FIREHOSE)
+		return journal_firehose_watermark(p->journal) - s->cur.fh.seq <
 		    PIPES_NEAR_EVENTS;
-	end = journal_head(p->journal, s->idx) + 1;
-	return s->rev >= journal_first(p->journal, s->idx) &&
-	    end - s->rev < PIPES_NEAR_EVENTS;
+	end = journal_head(p->journal, s->cur.idx) + 1;
+	return s->cur.rev >= journal_first(p->journal, s->cur.idx) &&
+	    end - s->cur.rev < PIPES_NEAR_EVENTS;
 }
 
 /*
@@ -223,11 +228,12 @@ pipe_fill(struct pipes *p, struct pipe *s, char *buf, size_t size)
 	ssize_t n;
 
 	err_clear(&e);
-	if (s->kind == PIPE_FIREHOSE)
-		n = journal_firehose_read(p->journal, &s->fh, buf, size, &e);
+	if (s->cur.kind == PIPE_FIREHOSE)
+		n = journal_firehose_read(p->journal, &s->cur.fh, buf, size,
+		    &e);
 	else
-		n = journal_read_from(p->journal, s->idx, &s->rev, &s->skip,
-		    false, buf, size, &e);
+		n = journal_read_from(p->journal, s->cur.idx, &s->cur.rev,
+		    &s->cur.skip, false, buf, size, &e);
 	if (n < 0 && n != -ERANGE)
 		log_warnx("live read failed: %s", e.msg);
 	return n;
@@ -257,7 +263,7 @@ pipe_take(struct pipes *p, struct pipe *s, size_t size, char **out)
 		return n;
 	}
 	if (s->pin != NULL)
-		journal_pin_rev(s->pin, s->rev);
+		journal_pin_rev(s->pin, s->cur.rev);
 	*out = buf;
 	return n;
 }
@@ -400,14 +406,6 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
  * step, so a round reads the store once per device, not once per reader.
  * The round owns buf; the events in it never change once committed.
  */
-struct pipe_cursor {
-	enum pipe_kind kind;
-	uint32_t idx;
-	uint64_t rev;
-	size_t skip;
-	struct journal_fh_cursor fh;
-};
-
 struct pipe_share {
 	bool valid;
 	struct pipe_cursor at;		/* before the read */
@@ -419,7 +417,7 @@ struct pipe_share {
 };
 
 static bool
-pipe_same_place(const struct pipe_cursor *a, const struct pipe *b)
+pipe_cursor_same(const struct pipe_cursor *a, const struct pipe_cursor *b)
 {
 	if (a->kind != b->kind)
 		return false;
@@ -427,25 +425,6 @@ pipe_same_place(const struct pipe_cursor *a, const struct pipe *b)
 		return a->fh.seq == b->fh.seq && a->fh.rev == b->fh.rev &&
 		    a->fh.skip == b->fh.skip;
 	return a->idx == b->idx && a->rev == b->rev && a->skip == b->skip;
-}
-
-static void
-pipe_cursor_save(struct pipe_cursor *to, const struct pipe *from)
-{
-	to->kind = from->kind;
-	to->idx = from->idx;
-	to->rev = from->rev;
-	to->skip = from->skip;
-	to->fh = from->fh;
-}
-
-static void
-pipe_cursor_load(struct pipe *to, const struct pipe_cursor *from)
-{
-	to->idx = from->idx;
-	to->rev = from->rev;
-	to->skip = from->skip;
-	to->fh = from->fh;
 }
 
 /*
@@ -464,16 +443,17 @@ pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
 	*owned = true;
 	if (sh == NULL)
 		return pipe_take(p, s, s->want, out);
-	if (sh->valid && sh->want == s->want && pipe_same_place(&sh->at, s)) {
-		pipe_cursor_load(s, &sh->after);
+	if (sh->valid && sh->want == s->want &&
+	    pipe_cursor_same(&sh->at, &s->cur)) {
+		s->cur = sh->after;
 		s->full = sh->full;
 		if (s->pin != NULL)
-			journal_pin_rev(s->pin, s->rev);
+			journal_pin_rev(s->pin, s->cur.rev);
 		*out = sh->buf;
 		*owned = false;
 		return sh->n;
 	}
-	pipe_cursor_save(&before, s);
+	before = s->cur;
 	n = pipe_take(p, s, s->want, out);
 	if (n <= 0)
 		return n;
@@ -481,7 +461,7 @@ pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
 	sh->valid = true;
 	sh->at = before;
 	sh->want = s->want;
-	pipe_cursor_save(&sh->after, s);
+	sh->after = s->cur;
 	sh->full = s->full;
 	sh->buf = *out;
 	sh->n = n;
@@ -571,7 +551,8 @@ pipes_collect(struct pipes *p, struct pipe_batch *b, size_t max, bool eof)
 			size_t cap = b->cap ? 2 * b->cap : 64;
 			struct pipe **v = realloc(b->v, cap * sizeof(*v));
 
-			if (v == NULL) {	/* the next round gets the rest */
+			/* no memory: another round gets the rest */
+			if (v == NULL) {
 				more++;
 				continue;
 			}
@@ -650,11 +631,11 @@ pipes_prune(struct pipes *p)
 	pthread_mutex_lock(&p->lock);
 	low = journal_firehose_watermark(p->journal);
 	TAILQ_FOREACH(s, &p->pipes, link) {
-		if (s->kind != PIPE_FIREHOSE)
+		if (s->cur.kind != PIPE_FIREHOSE)
 			continue;
 		pthread_mutex_lock(&s->lock);
-		if (s->fh.seq < low)
-			low = s->fh.seq;
+		if (s->cur.fh.seq < low)
+			low = s->cur.fh.seq;
 		pthread_mutex_unlock(&s->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -775,11 +756,11 @@ pipes_add(struct pipes *p, enum pipe_kind kind)
 		return NULL;
 	pthread_mutex_init(&s->lock, NULL);
 	s->owner = p;
-	s->kind = kind;
+	s->cur.kind = kind;
 	s->refs = 1;
 	pthread_mutex_lock(&p->lock);
 	if (kind == PIPE_FIREHOSE)
-		journal_firehose_open(p->journal, &s->fh);
+		journal_firehose_open(p->journal, &s->cur.fh);
 	TAILQ_INSERT_TAIL(&p->pipes, s, link);
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_add(&p->open, 1);
@@ -800,8 +781,8 @@ pipes_open_device(struct pipes *p, uint32_t idx, uint64_t rev)
 		return NULL;
 	}
 	pthread_mutex_lock(&s->lock);
-	s->idx = idx;
-	s->rev = rev;
+	s->cur.idx = idx;
+	s->cur.rev = rev;
 	s->pin = pin;
 	pthread_mutex_unlock(&s->lock);
 	return s;
@@ -820,7 +801,7 @@ pipes_close(struct pipes *p, struct pipe *s)
 
 	pthread_mutex_lock(&p->lock);
 	TAILQ_REMOVE(&p->pipes, s, link);
-	if (s->kind == PIPE_FIREHOSE)
+	if (s->cur.kind == PIPE_FIREHOSE)
 		journal_firehose_close(p->journal);
 	last = --s->refs == 0;
 	pthread_mutex_unlock(&p->lock);

@@ -6,7 +6,6 @@ parked, so no test sleeps for a fixed time to "let it start".
 """
 import errno
 import os
-import re
 import select
 import signal
 import subprocess
@@ -22,13 +21,8 @@ PEER_CONF = ("peering: { tick_ms = 100; heartbeat_ms = 60000; handshake_ms = 300
              "sync: { evaluate_ms = 500; stall_ms = 1500; };\n")
 
 
-def metric(node, name):
-    m = re.search(r"^%s (\d+)$" % re.escape(name), read_file(node.path(".metrics")), re.M)
-    return int(m.group(1)) if m else 0
-
-
 def wait_parked(node, n):
-    wait_for(lambda: metric(node, "odofs_live_parked_reads") >= n,
+    wait_for(lambda: node.metric("odofs_live_parked_reads") >= n,
              what="%d parked reads" % n)
 
 
@@ -228,8 +222,8 @@ def test_signal_ends_blocked_reader(node, sig):
         # at once: a few ms (one FUSE interrupt); 1 s is a margin of 100x
         assert time.monotonic() - t < 1.0
         assert p.returncode == -sig
-        wait_for(lambda: metric(node, "odofs_live_parked_reads") == 0, what="no parked read")
-        wait_for(lambda: metric(node, "odofs_live_pipes") == 0, what="pipe released")
+        wait_for(lambda: node.metric("odofs_live_parked_reads") == 0, what="no parked read")
+        wait_for(lambda: node.metric("odofs_live_pipes") == 0, what="pipe released")
     finally:
         if p.poll() is None:
             p.kill()
@@ -362,7 +356,7 @@ def test_fanout_coalesces_and_delivers_everything(node, tmp_path):
              for o in outs]
     try:
         wait_parked(node, readers)
-        reads = metric(node, "odofs_reads_total")
+        reads = node.metric("odofs_reads_total")
         t = time.monotonic()
         fd = os.open(node.path("d", "events"), os.O_WRONLY | os.O_APPEND)
         try:
@@ -375,7 +369,7 @@ def test_fanout_coalesces_and_delivers_everything(node, tmp_path):
         wait_for(lambda: all(os.path.getsize(o) == len(want) for o in outs),
                  timeout=60, what="every reader has every event")
         secs = time.monotonic() - t
-        used = metric(node, "odofs_reads_total") - reads
+        used = node.metric("odofs_reads_total") - reads
         print("%d read requests for %d readers x %d events in %.2f s (writer %.2f s)"
               % (used, readers, events, secs, wrote))
         for o in outs:
