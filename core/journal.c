@@ -58,6 +58,7 @@ struct device {
 	/* replication, shown in info; under meta_lock */
 	char upstream[JOURNAL_NODE_MAX + 1];
 	uint64_t upstream_head;
+	uint8_t hops;			/* JOURNAL_HOPS_NONE when unknown */
 	_Atomic uint64_t progress_ns;	/* last apply (CLOCK_REALTIME) */
 };
 
@@ -83,6 +84,8 @@ struct journal {
 
 	journal_notify_fn notify;	/* set before threads */
 	void *notify_arg;
+	journal_snap_fn snap_notify;	/* set before threads */
+	void *snap_notify_arg;
 
 	/* the firehose log (see journal.h) */
 	pthread_mutex_t fh_lock;	/* protects the fh_* fields below */
@@ -373,6 +376,7 @@ journal_load(struct journal *j, struct err *e)
 			goto out;
 		}
 		d->local = strcmp(d->source, j->node_id) == 0;
+		d->hops = JOURNAL_HOPS_NONE;
 		atomic_store(&d->mtime_ns, d->created_ns);
 		if ((rc = journal_load_bounds(j, d, e)) < 0 ||
 		    (rc = journal_table_add(j, d, &idx)) < 0) {
@@ -492,6 +496,13 @@ journal_set_notify(struct journal *j, journal_notify_fn fn, void *arg)
 	j->notify_arg = arg;
 }
 
+void
+journal_set_snapshot_notify(struct journal *j, journal_snap_fn fn, void *arg)
+{
+	j->snap_notify = fn;
+	j->snap_notify_arg = arg;
+}
+
 uint32_t
 journal_count(struct journal *j)
 {
@@ -585,6 +596,7 @@ journal_create_device(struct journal *j, const char *id, size_t len,
 	atomic_store(&d->mtime_ns, d->created_ns);
 	snprintf(d->source, sizeof(d->source), "%s", source);
 	d->local = strcmp(source, j->node_id) == 0;
+	d->hops = JOURNAL_HOPS_NONE;
 	atomic_store(&d->first, 1);
 	atomic_store(&d->head, 0);
 	store_batch_put(b, key, keys_dev(key, id, len), rec,
@@ -1363,6 +1375,8 @@ journal_snapshot_install(struct journal *j, uint32_t idx, uint64_t rev,
 out:
 	pthread_mutex_unlock(&d->meta_lock);
 	store_batch_free(b);
+	if (rc == 0 && j->snap_notify != NULL)
+		j->snap_notify(j->snap_notify_arg, idx);
 	return rc;
 }
 
@@ -1877,14 +1891,19 @@ journal_replica_reset(struct journal *j, uint32_t idx, uint64_t rev,
 
 void
 journal_repl_set(struct journal *j, uint32_t idx, const char *upstream,
-    uint64_t upstream_head)
+    uint64_t upstream_head, uint8_t hops)
 {
 	struct device *d = journal_dev(j, idx);
+	bool changed;
 
 	pthread_mutex_lock(&d->meta_lock);
+	changed = d->hops != hops || strcmp(d->upstream, upstream) != 0;
 	snprintf(d->upstream, sizeof(d->upstream), "%s", upstream);
 	d->upstream_head = upstream_head;
+	d->hops = hops;
 	pthread_mutex_unlock(&d->meta_lock);
+	if (changed)
+		journal_touch(j, d);
 }
 
 void
@@ -1895,6 +1914,7 @@ journal_repl_get(struct journal *j, uint32_t idx, struct journal_repl *out)
 	pthread_mutex_lock(&d->meta_lock);
 	memcpy(out->upstream, d->upstream, sizeof(out->upstream));
 	out->upstream_head = d->upstream_head;
+	out->hops = d->local ? 0 : d->hops;
 	pthread_mutex_unlock(&d->meta_lock);
 	out->progress_ns = atomic_load(&d->progress_ns);
 }

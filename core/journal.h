@@ -86,6 +86,16 @@ struct store *journal_store(struct journal *j);
 /* Sets the commit hook; call before other threads use j. */
 void journal_set_notify(struct journal *j, journal_notify_fn fn, void *arg);
 
+/*
+ * Called after a snapshot of device idx was installed (written by hand,
+ * built by the snapshot command, or received from a peer), in the
+ * installing thread, which may hold the device's append lock: it must only
+ * take note.  Set before other threads use j.
+ */
+typedef void (*journal_snap_fn)(void *arg, uint32_t idx);
+void journal_set_snapshot_notify(struct journal *j, journal_snap_fn fn,
+    void *arg);
+
 /* The number of devices; indexes below it are valid. */
 uint32_t journal_count(struct journal *j);
 
@@ -257,14 +267,20 @@ uint64_t journal_rev_offset(struct journal *j, uint32_t idx, uint64_t rev);
 uint64_t journal_clock(struct journal *j);
 uint64_t journal_version(struct journal *j, uint32_t idx);
 
-/* What info and .status show of a device's replication. */
+/*
+ * What info, .status and the catalogue show of a device's replication.
+ * Setting another upstream or hop count is a change of the device (its
+ * version moves, so catalogues carry it); the upstream's head is not.
+ */
+#define JOURNAL_HOPS_NONE	255	/* no known path to the source */
 struct journal_repl {
 	char upstream[JOURNAL_NODE_MAX + 1];	/* "" when none */
 	uint64_t upstream_head;			/* its head, as last heard */
 	uint64_t progress_ns;			/* last apply, CLOCK_REALTIME */
+	uint8_t hops;		/* to the source: 0 at it, else JOURNAL_HOPS_NONE */
 };
 void journal_repl_set(struct journal *j, uint32_t idx, const char *upstream,
-    uint64_t upstream_head);
+    uint64_t upstream_head, uint8_t hops);
 void journal_repl_get(struct journal *j, uint32_t idx, struct journal_repl *out);
 
 /*

@@ -466,6 +466,15 @@ main_on_commit(void *arg, uint32_t idx, uint64_t head)
 	peering_notify(o->peering, idx, head);
 }
 
+/* A snapshot was installed (here or from a peer): compact if configured. */
+static void
+main_on_snapshot(void *arg, uint32_t idx)
+{
+	struct odofs *o = arg;
+
+	snapshot_installed(o->snapshots, idx);
+}
+
 static bool
 main_env_flag(const char *name)
 {
@@ -557,6 +566,7 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		}
 	}
 	journal_set_notify(o.journal, main_on_commit, &o);
+	journal_set_snapshot_notify(o.journal, main_on_snapshot, &o);
 	if (fuse_set_signal_handlers(se) != 0) {
 		snprintf(line, sizeof(line), "odofs: cannot set signal handlers\n");
 		goto out;

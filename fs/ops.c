@@ -882,10 +882,8 @@ ops_close(struct odofs *o, struct handle *h)
 		err_clear(&e);
 		rc = journal_snapshot_install(o->journal, h->dev, h->snap_rev,
 		    h->snapbuf.data ? h->snapbuf.data : "", h->snapbuf.len, &e);
-		if (rc < 0)
+		if (rc < 0)	/* installed: the journal tells the snapshotter */
 			log_warnx("snapshot not installed: %s", e.msg);
-		else
-			snapshot_installed(o->snapshots, h->dev);
 	}
 	handle_free(o, h);
 }

@@ -154,6 +154,8 @@ render_info(struct odofs *o, uint32_t dev, struct buf *out)
 	rc |= buf_printf(out, ",\"subscribed_to\":");
 	rc |= r.upstream[0] ? buf_json_str(out, r.upstream, strlen(r.upstream)) :
 	    buf_printf(out, "null");
+	rc |= r.hops == JOURNAL_HOPS_NONE ? buf_printf(out, ",\"hops\":null") :
+	    buf_printf(out, ",\"hops\":%u", (unsigned)r.hops);
 	rc |= buf_printf(out, ",\"lag\":%llu,\"last_progress\":",
 	    (unsigned long long)(r.upstream_head > in.head ?
 	    r.upstream_head - in.head : 0));

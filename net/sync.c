@@ -42,6 +42,7 @@
 #define SYNC_RESERVE		(1u << 20)	/* send queue kept for control */
 #define SYNC_CAT_PEER_MAX	JOURNAL_MAX_DEVICES /* entries from one peer */
 #define SYNC_SANE		(1ull << 62)	/* revisions, offsets below it */
+#define SYNC_HOPS_MAX		32		/* a longer chain: no path */
 
 struct cat {
 	struct wire_cat_entry *e;	/* entries, in arrival order */
@@ -89,9 +90,17 @@ struct follow {
 	uint32_t sub;
 	uint64_t progress_ms;		/* subscribed, or last applied */
 	uint64_t head_seen;		/* our head at progress_ms */
+	uint8_t hops;			/* ours, while up != NULL */
 	char avoid[WIRE_ID_MAX + 1];	/* a peer that stalled or refused */
 	uint64_t avoid_until_ms;
 	struct snap_rx *rx;
+};
+
+/* A holder of a device we might follow. */
+struct cand {
+	struct sync_peer *sp;		/* NULL: none */
+	const struct wire_cat_entry *e;
+	unsigned hops;
 };
 
 struct conflict {
@@ -126,6 +135,8 @@ struct sync {
 	_Atomic uint64_t applied;	/* events applied from upstreams */
 	_Atomic uint64_t discarded;	/* EVENTS of no current subscription */
 	_Atomic uint32_t streams;	/* serves over every peer */
+	_Atomic uint64_t cat_in;	/* catalogue entries received */
+	_Atomic uint64_t subscribed;	/* subscriptions started */
 	struct cat seen;		/* new ids: created_ns is when first seen */
 	bool unsettled;			/* some new id waits in seen */
 
@@ -285,8 +296,11 @@ sync_entry(struct sync *s, uint32_t idx, struct wire_cat_entry *e)
 	e->head = in.head;
 	e->snapshot = in.snapshot_rev;
 	e->role = in.local ? WIRE_ROLE_SOURCE : WIRE_ROLE_REPLICA;
-	if (f != NULL && f->up != NULL)
+	e->hops = in.local ? 0 : WIRE_HOPS_NONE;
+	if (f != NULL && f->up != NULL) {
 		snprintf(e->upstream, sizeof(e->upstream), "%s", f->up->id);
+		e->hops = f->hops;
+	}
 }
 
 /* Whether an entry makes a valid CATALOGUE entry (a bad one is skipped). */
@@ -398,13 +412,19 @@ sync_unsubscribe(struct sync *s, uint32_t idx, struct follow *f)
 		free(f->rx);
 		f->rx = NULL;
 	}
-	journal_repl_set(s->journal, idx, "", 0);
+	f->hops = WIRE_HOPS_NONE;
+	journal_repl_set(s->journal, idx, "", 0, WIRE_HOPS_NONE);
 }
 
 static void
+sync_follow_note(struct sync *s, uint32_t idx, struct follow *f,
+    const struct cand *c);
+
+static void
 sync_subscribe(struct sync *s, uint32_t idx, struct follow *f,
-    struct sync_peer *up, uint64_t up_head)
+    const struct cand *c)
 {
+	struct sync_peer *up = c->sp;
 	struct wire_sub m;
 
 	memset(&m, 0, sizeof(m));
@@ -421,7 +441,8 @@ sync_subscribe(struct sync *s, uint32_t idx, struct follow *f,
 	f->sub = m.sub;
 	f->progress_ms = loop_now_ms();
 	f->head_seen = m.from - 1;
-	journal_repl_set(s->journal, idx, up->id, up_head);
+	atomic_fetch_add_explicit(&s->subscribed, 1, memory_order_relaxed);
+	sync_follow_note(s, idx, f, c);
 	log_info("device %s: following %s from revision %llu", m.device,
 	    up->id, (unsigned long long)m.from);
 }
@@ -480,69 +501,138 @@ sync_same(struct sync *s, uint32_t idx, const struct wire_cat_entry *e)
 	    strcmp(e->source, journal_source(s->journal, idx)) == 0;
 }
 
+static struct sync_peer *
+sync_peer_find(struct sync *s, const char *id)
+{
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next)
+		if (strcmp(sp->id, id) == 0)
+			return sp;
+	return NULL;
+}
+
+/* e's holder's distance to the source; WIRE_HOPS_NONE: no known path. */
+static unsigned
+sync_hops(const struct wire_cat_entry *e)
+{
+	if (e->role == WIRE_ROLE_SOURCE)
+		return 0;
+	if (e->upstream[0] == '\0' || e->hops >= SYNC_HOPS_MAX)
+		return WIRE_HOPS_NONE;
+	return e->hops;
+}
+
 /*
- * Chooses the upstream of device idx (a replica): the active peer with
- * the same journal and the highest head, the source on ties, then the
- * smaller id; a peer to avoid only when there is no other.
+ * Whether following e's holder would close a loop: its chain of upstreams
+ * leads back to us, as far as our peers' catalogues show the chain.
+ * Beyond them, hop counts bound a loop: each lap adds one, and a chain
+ * past SYNC_HOPS_MAX counts as no path.
+ */
+static bool
+sync_loops(struct sync *s, const char *dev, const struct wire_cat_entry *e)
+{
+	for (unsigned k = 0; k <= SYNC_HOPS_MAX; k++) {
+		struct sync_peer *q;
+
+		if (e->role == WIRE_ROLE_SOURCE || e->upstream[0] == '\0')
+			return false;
+		if (strcmp(e->upstream, s->cfg->node_id) == 0)
+			return true;
+		if ((q = sync_peer_find(s, e->upstream)) == NULL ||
+		    (e = cat_find(&q->cat, dev)) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/* Whether x ranks before y: closer to the source, further ahead, smaller id. */
+static bool
+sync_ranks_before(const struct cand *x, const struct cand *y)
+{
+	if (y->sp == NULL)
+		return true;
+	if (x->hops != y->hops)
+		return x->hops < y->hops;
+	if (x->e->head != y->e->head)
+		return x->e->head > y->e->head;
+	return strcmp(x->sp->id, y->sp->id) < 0;
+}
+
+/* Records that f follows c (its hops, shown and advertised). */
+static void
+sync_follow_note(struct sync *s, uint32_t idx, struct follow *f,
+    const struct cand *c)
+{
+	f->hops = c->hops + 1 >= SYNC_HOPS_MAX ? WIRE_HOPS_NONE :
+	    (uint8_t)(c->hops + 1);
+	journal_repl_set(s->journal, idx, c->sp->id, c->e->head, f->hops);
+}
+
+/*
+ * Chooses the upstream of device idx (a replica), SPEC §8.2.  Holders of
+ * the same journal whose chain does not lead back to us, and that are at
+ * least as far ahead as we are, rank by distance to the source (the
+ * source first), then head, then id; a holder with no path to the source
+ * only while it is strictly ahead (relay while the source is away).  The
+ * current upstream is kept unless a holder is strictly closer to the
+ * source, so a steady mesh never switches; a peer to avoid (it stalled or
+ * refused) only when there is no other.
  */
 static void
 sync_evaluate_device(struct sync *s, uint32_t idx)
 {
 	struct follow *f = sync_follow(s, idx);
-	struct sync_peer *best = NULL, *best_avoided = NULL;
-	const struct wire_cat_entry *be = NULL, *bae = NULL;
-	uint64_t now = loop_now_ms();
-	size_t idlen;
-	const char *id = journal_id(s->journal, idx, &idlen);
+	struct cand best = { 0 }, best_avoided = { 0 }, cur = { 0 };
+	uint64_t now = loop_now_ms(), head;
+	const char *id;
 
 	if (f == NULL || journal_is_local(s->journal, idx))
 		return;
+	id = journal_id(s->journal, idx, &(size_t){0});
+	head = journal_head(s->journal, idx);
 	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
 		const struct wire_cat_entry *e = cat_find(&sp->cat, id);
-		bool avoided;
+		struct cand c;
 
-		if (e == NULL || !sync_same(s, idx, e))
+		if (e == NULL || !sync_same(s, idx, e) || sync_loops(s, id, e))
 			continue;
-		avoided = now < f->avoid_until_ms && strcmp(f->avoid, sp->id) == 0;
-#define BETTER(x, xe) ((x) == NULL || e->head > (xe)->head ||		\
-	(e->head == (xe)->head && ((e->role == WIRE_ROLE_SOURCE &&	\
-	(xe)->role != WIRE_ROLE_SOURCE) || (e->role == (xe)->role &&	\
-	strcmp(sp->id, (x)->id) < 0))))
-		if (avoided) {
-			if (BETTER(best_avoided, bae)) {
-				best_avoided = sp;
-				bae = e;
-			}
-		} else if (BETTER(best, be)) {
-			best = sp;
-			be = e;
+		c.sp = sp;
+		c.e = e;
+		c.hops = sync_hops(e);
+		if (sp == f->up)
+			cur = c;
+		/* the source has everything; others must have more than us */
+		if (c.hops != 0 && (e->head < head ||
+		    (c.hops == WIRE_HOPS_NONE && e->head == head)))
+			continue;
+		if (now < f->avoid_until_ms && strcmp(f->avoid, sp->id) == 0) {
+			if (sync_ranks_before(&c, &best_avoided))
+				best_avoided = c;
+		} else if (sync_ranks_before(&c, &best)) {
+			best = c;
 		}
-#undef BETTER
 	}
-	if (best == NULL) {
+	if (best.sp == NULL)
 		best = best_avoided;
-		be = bae;
-	}
-	/* a current upstream as good as the best is kept: no churn */
-	if (f->up != NULL && best != NULL && f->up != best) {
-		const struct wire_cat_entry *ce = cat_find(&f->up->cat, id);
-		bool cur_avoided = now < f->avoid_until_ms &&
-		    strcmp(f->avoid, f->up->id) == 0;
+	if (cur.sp != NULL && !(now < f->avoid_until_ms &&
+	    strcmp(f->avoid, cur.sp->id) == 0)) {
+		bool keep;
 
-		if (ce != NULL && sync_same(s, idx, ce) && !cur_avoided &&
-		    ce->head >= be->head && !(be->role == WIRE_ROLE_SOURCE &&
-		    ce->role != WIRE_ROLE_SOURCE && ce->head == be->head))
-			best = f->up;
+		if (cur.hops != WIRE_HOPS_NONE)
+			keep = best.sp == NULL || best.hops >= cur.hops;
+		else	/* no path either: while it has more, or is sending */
+			keep = (best.sp == NULL || best.hops == WIRE_HOPS_NONE) &&
+			    (cur.e->head > head ||
+			    now - f->progress_ms < s->cfg->stall_ms);
+		if (keep)
+			best = cur;
 	}
-	if (best == f->up) {
-		if (best != NULL)
-			journal_repl_set(s->journal, idx, best->id,
-			    cat_find(&best->cat, id)->head);
+	if (best.sp != NULL && best.sp == f->up) {
+		sync_follow_note(s, idx, f, &best);
 		return;
 	}
 	sync_unsubscribe(s, idx, f);
-	if (best != NULL)
-		sync_subscribe(s, idx, f, best, be->head);
+	if (best.sp != NULL)
+		sync_subscribe(s, idx, f, &best);
 }
 
 /* A catalogue entry from sp: create the device if new, note conflicts. */
@@ -861,6 +951,7 @@ sync_on_catalogue(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	rc = wire_catalogue_decode(p, n, &flags, s->catbuf, WIRE_CAT_MAX, &count);
 	if (rc < 0)
 		return -EPROTO;
+	atomic_fetch_add_explicit(&s->cat_in, count, memory_order_relaxed);
 	pthread_mutex_lock(&s->cat_lock);
 	if (flags & WIRE_CAT_FULL)
 		cat_clear(&sp->cat);
@@ -965,9 +1056,13 @@ sync_resubscribe(struct sync *s, uint32_t idx, struct follow *f)
 	struct sync_peer *up = f->up;
 	const struct wire_cat_entry *e = cat_find(&up->cat,
 	    journal_id(s->journal, idx, &(size_t){0}));
+	struct cand c = { up, e, e != NULL ? sync_hops(e) : 0 };
 
 	sync_unsubscribe(s, idx, f);
-	sync_subscribe(s, idx, f, up, e ? e->head : 0);
+	if (e != NULL)
+		sync_subscribe(s, idx, f, &c);
+	else
+		sync_evaluate_device(s, idx);
 }
 
 static int
@@ -1033,11 +1128,13 @@ sync_on_snapshot(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	if ((f = sync_stream(s, sp, m.device, m.sub, &idx)) == NULL)
 		return 0;
 	if (m.at == 0) {
-		/* what its catalogue says bounds what it may claim */
-		const struct wire_cat_entry *ce = cat_find(&sp->cat, m.device);
-
-		if (ce == NULL || m.rev > ce->head || m.rev >= SYNC_SANE ||
-		    m.offset >= SYNC_SANE)
+		/*
+		 * Not checked against its catalogue: that is sent once a tick,
+		 * and a snapshot taken since (while we follow live) is newer
+		 * than what it says.  An INSTALL beyond our head is ignored
+		 * below; a RESET is what the server holds.
+		 */
+		if (m.rev >= SYNC_SANE || m.offset >= SYNC_SANE)
 			return -EPROTO;
 		if (f->rx != NULL)
 			buf_release(&f->rx->data);
@@ -1187,7 +1284,9 @@ sync_peer_del(struct sync *s, struct sync_peer *sp)
 			free(f->rx);
 			f->rx = NULL;
 		}
-		journal_repl_set(s->journal, (uint32_t)i, "", 0);
+		f->hops = WIRE_HOPS_NONE;
+		journal_repl_set(s->journal, (uint32_t)i, "", 0,
+		    WIRE_HOPS_NONE);
 		sync_evaluate_device(s, (uint32_t)i);
 	}
 	while (sp->nserves > 0)
@@ -1210,30 +1309,39 @@ sync_tick(struct sync *s)
 		else if (clock > sp->cat_clock)
 			sync_catalogue_start(s, sp, false);
 	}
-	/* stalls: an upstream ahead of us that sends nothing */
+	/* stalls: no progress while a holder (the upstream or another) is ahead */
 	for (size_t i = 0; i < s->nfollow; i++) {
 		struct follow *f = &s->follow[i];
 		const struct wire_cat_entry *e;
-		uint64_t head;
+		const char *id;
+		uint64_t head, ahead = 0;
 
 		if (f->up == NULL)
 			continue;
+		id = journal_id(s->journal, (uint32_t)i, &(size_t){0});
 		head = journal_head(s->journal, (uint32_t)i);
 		if (head != f->head_seen) {
 			f->head_seen = head;
 			f->progress_ms = now;
 		}
-		e = cat_find(&f->up->cat, journal_id(s->journal, (uint32_t)i,
-		    &(size_t){0}));
-		if (e == NULL)
+		if ((e = cat_find(&f->up->cat, id)) == NULL)
 			continue;
-		journal_repl_set(s->journal, (uint32_t)i, f->up->id, e->head);
-		if (e->head > head && now - f->progress_ms >= s->cfg->stall_ms) {
+		journal_repl_set(s->journal, (uint32_t)i, f->up->id, e->head,
+		    f->hops);
+		if (now - f->progress_ms < s->cfg->stall_ms)
+			continue;
+		for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
+			const struct wire_cat_entry *o = cat_find(&sp->cat, id);
+
+			if (o != NULL && sync_same(s, (uint32_t)i, o) &&
+			    o->head > ahead)
+				ahead = o->head;
+		}
+		if (ahead > head) {
 			log_warnx("device %s: no progress from %s for %llu ms "
-			    "while it is %llu ahead; moving",
-			    journal_id(s->journal, (uint32_t)i, &(size_t){0}),
+			    "while a holder is %llu ahead; moving", id,
 			    f->up->id, (unsigned long long)(now - f->progress_ms),
-			    (unsigned long long)(e->head - head));
+			    (unsigned long long)(ahead - head));
 			snprintf(f->avoid, sizeof(f->avoid), "%s", f->up->id);
 			f->avoid_until_ms = now + s->cfg->stall_ms * 4;
 			sync_unsubscribe(s, (uint32_t)i, f);
@@ -1402,9 +1510,19 @@ sync_render_metrics(struct sync *s, struct buf *out)
 	    "# HELP odofs_event_frames_discarded_total Event frames of no "
 	    "current subscription (old or not from the upstream).\n"
 	    "# TYPE odofs_event_frames_discarded_total counter\n"
-	    "odofs_event_frames_discarded_total %llu\n",
+	    "odofs_event_frames_discarded_total %llu\n"
+	    "# HELP odofs_catalogue_entries_received_total Catalogue entries "
+	    "received from peers.\n"
+	    "# TYPE odofs_catalogue_entries_received_total counter\n"
+	    "odofs_catalogue_entries_received_total %llu\n"
+	    "# HELP odofs_subscriptions_total Subscriptions started (the first "
+	    "of each device and every switch of upstream).\n"
+	    "# TYPE odofs_subscriptions_total counter\n"
+	    "odofs_subscriptions_total %llu\n",
 	    (unsigned long long)atomic_load(&s->applied),
-	    (unsigned long long)atomic_load(&s->discarded));
+	    (unsigned long long)atomic_load(&s->discarded),
+	    (unsigned long long)atomic_load(&s->cat_in),
+	    (unsigned long long)atomic_load(&s->subscribed));
 
 	pthread_mutex_lock(&s->view_lock);
 	for (size_t i = 0; i < s->ncounters && rc == 0; i++) {

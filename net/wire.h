@@ -30,7 +30,8 @@
  *
  *	16 CATALOGUE   u8 flags (WIRE_CAT_FULL), u16 count (<= WIRE_CAT_MAX),
  *	               count x { device, u64 epoch, source id, u64 created_ns,
- *	               u64 first, u64 head, u64 snapshot, u8 role, upstream }
+ *	               u64 first, u64 head, u64 snapshot, u8 role, upstream,
+ *	               u8 hops (0 at the source; 255 no known path) }
  *	17 SUBSCRIBE   device, u64 epoch, u64 from, u32 sub
  *	18 UNSUBSCRIBE device, u32 sub
  *	19 EVENTS      device, u32 sub, u64 first, u32 count, u32 n, n bytes
@@ -56,7 +57,7 @@
 #include "buf.h"
 #include "config.h"
 
-#define WIRE_VERSION		1
+#define WIRE_VERSION		2	/* 2: catalogue entries carry hops */
 #define WIRE_HEADER		4		/* the u32 length */
 #define WIRE_FRAME_MAX		(8u << 20)	/* type + payload, bytes */
 #define WIRE_STR_MAX		65535		/* bytes of one string */
@@ -257,6 +258,7 @@ bool wire_peer_addr_ok(const char *host, uint16_t port);
 #define WIRE_CAT_FULL		0x01	/* the first frame of a whole catalogue */
 #define WIRE_ROLE_SOURCE	0
 #define WIRE_ROLE_REPLICA	1
+#define WIRE_HOPS_NONE		255
 
 struct wire_cat_entry {
 	char device[WIRE_DEVICE_MAX + 1];
@@ -266,6 +268,7 @@ struct wire_cat_entry {
 	uint64_t first, head, snapshot;
 	uint8_t role;				/* WIRE_ROLE_* */
 	char upstream[WIRE_ID_MAX + 1];	/* "" for none */
+	uint8_t hops;		/* to the source: 0 at it, WIRE_HOPS_NONE unknown */
 };
 int wire_catalogue_encode(struct buf *b, uint8_t flags,
     const struct wire_cat_entry *e, size_t count);

@@ -51,7 +51,8 @@ wire_catalogue_encode(struct buf *b, uint8_t flags,
 	wire_put_u16(&w, (uint16_t)count);
 	for (size_t i = 0; i < count && w.rc == 0; i++) {
 		if (e[i].role > WIRE_ROLE_REPLICA || e[i].first == 0 ||
-		    e[i].first > e[i].head + 1 || e[i].snapshot > e[i].head)
+		    e[i].first > e[i].head + 1 || e[i].snapshot > e[i].head ||
+		    (e[i].role == WIRE_ROLE_SOURCE && e[i].hops != 0))
 			wire_enc_fail(&w, -EINVAL);
 		wire_put_device(&w, e[i].device);
 		wire_put_u64(&w, e[i].epoch);
@@ -62,6 +63,7 @@ wire_catalogue_encode(struct buf *b, uint8_t flags,
 		wire_put_u64(&w, e[i].snapshot);
 		wire_put_u8(&w, e[i].role);
 		wire_put_opt_id(&w, e[i].upstream);
+		wire_put_u8(&w, e[i].hops);
 	}
 	return wire_enc_end(&w);
 }
@@ -92,9 +94,11 @@ wire_catalogue_decode(const uint8_t *p, size_t n, uint8_t *flags,
 		wire_get_u64(&d, &e[i].snapshot);
 		wire_get_u8(&d, &e[i].role);
 		wire_get_opt_id(&d, e[i].upstream);
+		wire_get_u8(&d, &e[i].hops);
 		if (d.rc == 0 && (e[i].role > WIRE_ROLE_REPLICA ||
 		    e[i].first == 0 || e[i].head == UINT64_MAX ||
-		    e[i].first > e[i].head + 1 || e[i].snapshot > e[i].head))
+		    e[i].first > e[i].head + 1 || e[i].snapshot > e[i].head ||
+		    (e[i].role == WIRE_ROLE_SOURCE && e[i].hops != 0)))
 			wire_dec_fail(&d, -EPROTO);
 	}
 	if (wire_dec_end(&d) < 0)

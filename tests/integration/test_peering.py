@@ -117,7 +117,7 @@ def test_lifesupport_and_heartbeat(nodes, certs):
     assert a.status()["node"] == "a"
 
 
-def hello_frame(node_id, listen="", version=1):
+def hello_frame(node_id, listen="", version=2):
     def s(x):
         x = x.encode()
         return struct.pack(">H", len(x)) + x

@@ -21,18 +21,21 @@ def frame(type_, body=b""):
     return struct.pack(">IB", len(body) + 1, type_) + body
 
 
-def hello(node_id, listen="", version=1):
+VERSION = 2
+
+
+def hello(node_id, listen="", version=VERSION):
     return frame(HELLO, struct.pack(">H", version) + s(node_id) + s(listen) + struct.pack(">Q", 1))
 
 
 def catalogue(entries, full=True):
-    """entries: dicts with device, epoch, source, created, first, head, snapshot, role, upstream."""
+    """entries: dicts with device, epoch, source, created, first, head, snapshot, role, upstream, hops."""
     body = struct.pack(">BH", 1 if full else 0, len(entries))
     for e in entries:
         body += s(e["device"]) + struct.pack(">Q", e["epoch"]) + s(e["source"])
         body += struct.pack(">QQQQB", e.get("created", 1), e.get("first", 1), e["head"],
                             e.get("snapshot", 0), e.get("role", 0))
-        body += s(e.get("upstream", ""))
+        body += s(e.get("upstream", "")) + struct.pack(">B", e.get("hops", 0 if e.get("role", 0) == 0 else 255))
     return frame(CATALOGUE, body)
 
 

@@ -88,7 +88,7 @@ test_hello(void)
 	/* the exact bytes: header, type, version, id, listen, nonce */
 	{
 		static const uint8_t want[] = { 0, 0, 0, 34, WIRE_HELLO,
-		    0, 1, 0, 6, 'n', 'o', 'd', 'e', '-', 'a',
+		    0, WIRE_VERSION, 0, 6, 'n', 'o', 'd', 'e', '-', 'a',
 		    0, 13, '1', '0', '.', '0', '.', '0', '.', '2', ':', '7',
 		    '4', '0', '0',
 		    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef };
@@ -119,7 +119,7 @@ test_hello(void)
 	CHECK_EQ_INT(wire_hello_encode(&b, &m), -EINVAL);
 	CHECK_EQ_INT(b.len, 0);
 	m.listen[0] = '\0';
-	m.version = 2;
+	m.version = WIRE_VERSION + 1;
 	CHECK_EQ_INT(wire_hello_encode(&b, &m), -EINVAL);
 	m.version = WIRE_VERSION;
 	for (size_t i = 0; i < 4; i++) {
@@ -136,17 +136,17 @@ test_hello(void)
 
 	/* another version: reported, not parsed */
 	{
-		static const uint8_t v2[] = { 0, 2, 0xff };
+		static const uint8_t v1[] = { 0, 1, 0xff };
 
-		CHECK_EQ_INT(wire_hello_decode(v2, sizeof(v2), &d),
+		CHECK_EQ_INT(wire_hello_decode(v1, sizeof(v1), &d),
 		    -EPROTONOSUPPORT);
-		CHECK_EQ_INT(d.version, 2);
+		CHECK_EQ_INT(d.version, 1);
 	}
 	buf_release(&b);
 	buf_release(&r);
 }
 
-/* Decodes a HELLO payload made of version 1, an id string and the rest. */
+/* Decodes a HELLO payload made of our version, an id string and the rest. */
 static int
 hello_with_id(const char *id, size_t idlen)
 {
@@ -155,7 +155,7 @@ hello_with_id(const char *id, size_t idlen)
 	size_t n = 0;
 
 	p[n++] = 0;
-	p[n++] = 1;
+	p[n++] = WIRE_VERSION;
 	p[n++] = (uint8_t)(idlen >> 8);
 	p[n++] = (uint8_t)idlen;
 	memcpy(p + n, id, idlen);
@@ -419,9 +419,10 @@ test_peers(void)
 static void
 cat_entry(struct wire_cat_entry *e, const char *dev, const char *src,
     uint64_t first, uint64_t head, uint64_t snap, uint8_t role,
-    const char *up)
+    const char *up, uint8_t hops)
 {
 	memset(e, 0, sizeof(*e));
+	e->hops = hops;
 	snprintf(e->device, sizeof(e->device), "%s", dev);
 	snprintf(e->source, sizeof(e->source), "%s", src);
 	snprintf(e->upstream, sizeof(e->upstream), "%s", up);
@@ -445,18 +446,20 @@ test_catalogue(void)
 	buf_init(&b, 1 << 20);
 	buf_init(&r, 1 << 20);
 	cat_entry(&in[0], "sensors", "node-a", 1, 120, 100,
-	    WIRE_ROLE_SOURCE, "");
+	    WIRE_ROLE_SOURCE, "", 0);
 	cat_entry(&in[1], "audit.log", "node-b", 51, 50, 50,
-	    WIRE_ROLE_REPLICA, "node-c@site:1");	/* compacted: empty */
-	cat_entry(&in[2], "fresh", "node-a", 1, 0, 0, WIRE_ROLE_SOURCE, "");
-	CHECK_EQ_INT(wire_catalogue_encode(&b, WIRE_CAT_FULL, in, 3), 0);
+	    WIRE_ROLE_REPLICA, "node-c@site:1", 2);	/* compacted: empty */
+	cat_entry(&in[2], "fresh", "node-a", 1, 0, 0, WIRE_ROLE_SOURCE, "", 0);
+	cat_entry(&in[3], "orphan", "node-d", 1, 9, 0, WIRE_ROLE_REPLICA, "",
+	    WIRE_HOPS_NONE);
+	CHECK_EQ_INT(wire_catalogue_encode(&b, WIRE_CAT_FULL, in, 4), 0);
 	if (split_one(&b, &type, &p, &n) == 0) {
 		CHECK_EQ_INT(type, WIRE_CATALOGUE);
 		CHECK_EQ_INT(wire_catalogue_decode(p, n, &flags, out,
 		    WIRE_CAT_MAX, &count), 0);
 		CHECK_EQ_INT(flags, WIRE_CAT_FULL);
-		CHECK_EQ_INT(count, 3);
-		for (size_t i = 0; i < 3 && count == 3; i++) {
+		CHECK_EQ_INT(count, 4);
+		for (size_t i = 0; i < 4 && count == 4; i++) {
 			CHECK(strcmp(out[i].device, in[i].device) == 0);
 			CHECK(strcmp(out[i].source, in[i].source) == 0);
 			CHECK(strcmp(out[i].upstream, in[i].upstream) == 0);
@@ -466,6 +469,7 @@ test_catalogue(void)
 			CHECK(out[i].head == in[i].head);
 			CHECK(out[i].snapshot == in[i].snapshot);
 			CHECK_EQ_INT(out[i].role, in[i].role);
+			CHECK_EQ_INT(out[i].hops, in[i].hops);
 		}
 		CHECK_EQ_INT(wire_catalogue_encode(&r, flags, out, count), 0);
 		reencode_same(&b, &r);
@@ -487,7 +491,7 @@ test_catalogue(void)
 
 		snprintf(dev, sizeof(dev), "dev-%zu", i);
 		cat_entry(&in[i], dev, "node-a", 1, i, 0, WIRE_ROLE_SOURCE,
-		    "");
+		    "", 0);
 	}
 	buf_reset(&b);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, WIRE_CAT_MAX), 0);
@@ -503,21 +507,24 @@ test_catalogue(void)
 
 	/* what a decoder would refuse, the encoder refuses */
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0x02, in, 1), -EINVAL);
-	cat_entry(&in[0], "d", "n", 0, 5, 0, WIRE_ROLE_SOURCE, "");
+	cat_entry(&in[0], "d", "n", 0, 5, 0, WIRE_ROLE_SOURCE, "", 0);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
-	cat_entry(&in[0], "d", "n", 7, 5, 0, WIRE_ROLE_SOURCE, "");
+	cat_entry(&in[0], "d", "n", 7, 5, 0, WIRE_ROLE_SOURCE, "", 0);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
-	cat_entry(&in[0], "d", "n", 1, 5, 6, WIRE_ROLE_SOURCE, "");
+	cat_entry(&in[0], "d", "n", 1, 5, 6, WIRE_ROLE_SOURCE, "", 0);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
-	cat_entry(&in[0], "d", "n", 1, UINT64_MAX, 0, WIRE_ROLE_SOURCE, "");
+	cat_entry(&in[0], "d", "n", 1, UINT64_MAX, 0, WIRE_ROLE_SOURCE, "", 0);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
-	cat_entry(&in[0], "d", "n", 1, 5, 0, 2, "");
+	cat_entry(&in[0], "d", "n", 1, 5, 0, 2, "", 0);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
-	cat_entry(&in[0], "a/b", "n", 1, 5, 0, WIRE_ROLE_SOURCE, "");
+	cat_entry(&in[0], "a/b", "n", 1, 5, 0, WIRE_ROLE_SOURCE, "", 0);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
-	cat_entry(&in[0], "d", "", 1, 5, 0, WIRE_ROLE_SOURCE, "");
+	cat_entry(&in[0], "d", "", 1, 5, 0, WIRE_ROLE_SOURCE, "", 0);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
-	cat_entry(&in[0], "d", "n", 1, 5, 0, WIRE_ROLE_SOURCE, ".up");
+	cat_entry(&in[0], "d", "n", 1, 5, 0, WIRE_ROLE_SOURCE, ".up", 0);
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	/* the source is 0 hops from itself */
+	cat_entry(&in[0], "d", "n", 1, 5, 0, WIRE_ROLE_SOURCE, "", 1);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
 	CHECK_EQ_INT(b.len, 0);
 	{
