@@ -32,6 +32,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -41,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -88,7 +90,8 @@ struct conn {
 	bool hs_wants_write;		/* handshake waits for EPOLLOUT */
 	bool rd_wants_write;		/* TLS read waits for EPOLLOUT */
 	bool wr_wants_read;		/* TLS write waits for EPOLLIN */
-	bool want_writable;		/* on_writable owed at CONN_SEND_LOW */
+	bool want_writable;		/* on_writable owed at low */
+	size_t low;			/* CONN_SEND_LOW, or what was asked */
 	bool shut_sent;			/* close_notify and SHUT_WR done */
 
 	uint8_t *rbuf;
@@ -384,6 +387,12 @@ conn_flush(struct conn *c)
 
 	c->wr_wants_read = false;
 	while ((k = c->shead) != NULL) {
+		int unsent;
+
+		/* TCP_NOTSENT_LOWAT wakes us when it drains below this */
+		if (ioctl(c->fd, SIOCOUTQNSD, &unsent) == 0 &&
+		    unsent >= (int)CONN_UNSENT_MAX)
+			break;
 		rc = tls_write(c->tls, k->data + k->off, k->len - k->off, &put,
 		    &e);
 		if (rc == TLS_OK) {
@@ -405,9 +414,9 @@ conn_flush(struct conn *c)
 		}
 		break;
 	}
-	if (c->state == CONN_OPEN && c->want_writable &&
-	    c->queued <= CONN_SEND_LOW) {
+	if (c->state == CONN_OPEN && c->want_writable && c->queued <= c->low) {
 		c->want_writable = false;
+		c->low = CONN_SEND_LOW;
 		if (c->cb.on_writable != NULL)
 			c->cb.on_writable(c->arg, c);
 	}
@@ -503,6 +512,20 @@ conn_send_space(const struct conn *c)
 	if (c->state == CONN_CLOSING || c->state == CONN_DEAD)
 		return 0;
 	return CONN_SEND_MAX - c->queued;
+}
+
+size_t
+conn_send_queued(const struct conn *c)
+{
+	return c->queued;
+}
+
+void
+conn_want_writable(struct conn *c, size_t below)
+{
+	if (!c->want_writable || below < c->low)
+		c->low = below;
+	c->want_writable = true;
 }
 
 /*
@@ -667,11 +690,12 @@ conn_new(struct conn **out, struct loop *l, struct tls_ctx *tls, int fd,
     struct err *e)
 {
 	struct conn *c;
-	int one = 1, rc;
+	int one = 1, lowat = CONN_UNSENT_MAX, rc;
 
 	*out = NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return err_set(e, -ENOMEM, "connection: out of memory");
+	c->low = CONN_SEND_LOW;
 	c->l = l;
 	c->ctx = tls;
 	c->fd = fd;
@@ -681,6 +705,7 @@ conn_new(struct conn **out, struct loop *l, struct tls_ctx *tls, int fd,
 	c->arg = arg;
 	c->state = server ? CONN_HANDSHAKE : CONN_CONNECTING;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
 	if ((rc = loop_timer_add(&c->timer, l, conn_timeout, c, e)) < 0 ||
 	    (rc = loop_task_add(&c->task, l, conn_done, c, e)) < 0 ||
 	    (rc = loop_task_add(&c->kick, l, conn_kick, c, e)) < 0 ||
@@ -829,4 +854,13 @@ conn_stats(const struct conn *c, struct conn_stats *out)
 	*out = c->stats;
 	out->send_queued = c->queued;
 	out->recv_buffer = c->rcap;
+}
+
+size_t
+conn_recv_partial(const struct conn *c, uint8_t *type)
+{
+	if (c->rlen <= WIRE_HEADER)
+		return 0;
+	*type = c->rbuf[WIRE_HEADER];
+	return c->rlen;
 }

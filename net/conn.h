@@ -64,6 +64,13 @@
 #define CONN_SEND_LOW	(CONN_SEND_MAX - WIRE_FRAME_MAX - WIRE_HEADER)
 #define CONN_RECV_MAX	(WIRE_FRAME_MAX + WIRE_HEADER)
 #define CONN_LINGER_MS	2000		/* conn_close(): flush at most this */
+/*
+ * Bytes written into the socket and not yet sent that the kernel may hold
+ * (TCP_NOTSENT_LOWAT; the queue is written on only below it): what is
+ * queued later, a control frame, waits behind this much plus what is in
+ * flight, not behind a send buffer sized for the bandwidth-delay product.
+ */
+#define CONN_UNSENT_MAX	(32u << 10)
 #define CONN_ADDR_MAX	80		/* "[v6%zone]:port" */
 #define CONN_REASON_MAX	256
 
@@ -138,6 +145,16 @@ int conn_send_raw(struct conn *c, const void *p, size_t len);
 /* Bytes conn_send() would accept now (0 once closing). */
 size_t conn_send_space(const struct conn *c);
 
+/* Bytes in the send queue (not yet written into the socket). */
+size_t conn_send_queued(const struct conn *c);
+
+/*
+ * Asks for one on_writable once the send queue holds at most below bytes:
+ * a streamer that keeps little queued (so that what is queued after it
+ * waits little) resumes there.  Ask only when more than below is queued.
+ */
+void conn_want_writable(struct conn *c, size_t below);
+
 /*
  * Stops (false) or resumes (true) reading and delivering frames; on by
  * default.  Frames already received wait in the buffer.
@@ -165,5 +182,12 @@ int conn_fd(const struct conn *c);
 bool conn_incoming(const struct conn *c);
 
 void conn_stats(const struct conn *c, struct conn_stats *out);
+
+/*
+ * The frame being received: its type in *type and how many of its bytes
+ * are in (0 when none is under way), so that a slow link shows progress
+ * before a frame is whole.
+ */
+size_t conn_recv_partial(const struct conn *c, uint8_t *type);
 
 #endif

@@ -75,6 +75,7 @@ struct peer {
 	struct sync_peer *sp;			/* while active */
 	struct loop_timer *timer;
 	uint64_t last_rx_ms;
+	uint64_t rx_bytes;		/* the connection's, at last_rx_ms */
 	bool dead;				/* unlinked, free pending */
 	struct peer *next;
 };
@@ -384,7 +385,15 @@ peer_timer(void *arg)
 	case PEER_INCOMING:
 		peer_drop(pe, WIRE_BYE_PROTOCOL, "no introduction in time");
 		break;
-	case PEER_ACTIVE:
+	case PEER_ACTIVE: {
+		struct conn_stats st;
+
+		/* bytes, not whole frames: a slow link's big frame is life */
+		conn_stats(pe->conn, &st);
+		if (st.bytes_in != pe->rx_bytes) {
+			pe->rx_bytes = st.bytes_in;
+			pe->last_rx_ms = now;
+		}
 		quiet = now - pe->last_rx_ms;
 		if (quiet >= 3ull * cfg->heartbeat_ms) {
 			snprintf(why, sizeof(why), "silent for %llu ms",
@@ -399,6 +408,7 @@ peer_timer(void *arg)
 		}
 		loop_timer_arm(pe->timer, cfg->heartbeat_ms);
 		break;
+	}
 	case PEER_LIFESUPPORT:
 		peer_dial(pe);
 		break;

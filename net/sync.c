@@ -33,8 +33,10 @@
 #include "sync.h"
 #include "wire.h"
 
-#define SYNC_BATCH		(1u << 20)	/* bytes of events per frame */
-#define SYNC_SNAP_CHUNK		(1u << 20)	/* bytes of snapshot per frame */
+#define SYNC_BATCH		(1u << 20)	/* bytes of events per frame, most */
+#define SYNC_FRAME_MIN		(4u << 10)	/* ... and least, a slow link's */
+#define SYNC_FRAME_MS		250		/* a frame's time on the link */
+#define SYNC_FRAME_START	(16u << 10)	/* before the link is measured */
 #define SYNC_AVOID_MS		60000		/* how long a refusal is avoided */
 #define SYNC_MAX_CONFLICTS	256
 #define SYNC_SETTLE_MS		1000		/* a new id waits for every epoch */
@@ -76,6 +78,13 @@ struct sync_peer {
 	uint64_t cat_since, cat_upto;	/* changes in (since, upto] */
 	uint32_t cat_next;		/* next device of the pass */
 	uint64_t events_in, events_out, bytes_in, bytes_out;
+	/* the link, measured each tick (sync_link) */
+	size_t budget;			/* bytes of a bulk frame */
+	uint64_t rate;			/* bytes/s drained while backlogged */
+	uint64_t mark_out, mark_ms;
+	bool limited;			/* the pump waited for the link */
+	size_t partial;			/* of the bulk frame being received */
+	uint64_t bulk_rx_ms;		/* when bulk bytes last came from it */
 	struct sync_peer *next;
 };
 
@@ -116,6 +125,8 @@ struct peer_counters {
 	uint64_t events_in, events_out, bytes_in, bytes_out;
 	size_t serves;
 	size_t queued;		/* bytes in the connection's send queue */
+	uint64_t rate;		/* the link, bytes/s, as measured */
+	size_t budget;		/* bytes of a bulk frame */
 };
 
 struct sync {
@@ -381,6 +392,8 @@ sync_counters_publish(struct sync *s)
 		c[i].serves = sp->nserves;
 		conn_stats(sp->conn, &st);
 		c[i].queued = st.send_queued;
+		c[i].rate = sp->rate;
+		c[i].budget = sp->budget;
 	}
 	pthread_mutex_lock(&s->view_lock);
 	free(s->counters);
@@ -810,8 +823,8 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 
 		memset(&m, 0, sizeof(m));
 		if (total > sv->snap_at) {
-			size_t want = total - sv->snap_at < SYNC_SNAP_CHUNK ?
-			    total - sv->snap_at : SYNC_SNAP_CHUNK;
+			size_t want = total - sv->snap_at < sp->budget ?
+			    total - sv->snap_at : sp->budget;
 
 			n = journal_snap_read(sv->snap, sv->snap_at, s->evbuf,
 			    want, &e);
@@ -851,8 +864,17 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 		size_t skip = 0;
 		ssize_t n;
 
+		/*
+		 * A frame the link carries in about SYNC_FRAME_MS; an event
+		 * larger than that goes whole in a frame of its own.
+		 */
 		n = journal_read_range(s->journal, sv->idx, &rev, &skip, head,
-		    false, s->evbuf, s->evcap, &e);
+		    false, s->evbuf, sp->budget, &e);
+		if (n > 0 && skip > 0 && rev == sv->next) {
+			skip = 0;
+			n = journal_read_range(s->journal, sv->idx, &rev, &skip,
+			    sv->next, false, s->evbuf, s->evcap, &e);
+		}
 		if (n <= 0) {
 			if (n < 0 && n != -ERANGE)
 				log_warnx("device %s: read for %s: %s", dev,
@@ -894,16 +916,27 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 	return false;
 }
 
-/* Streams to sp while its send queue has room for a full frame. */
+/*
+ * Streams to sp while its send queue holds less than one bulk frame (and
+ * has room for the largest): the link stays busy (the socket holds
+ * CONN_UNSENT_MAX more, and what is in flight) while a control frame or
+ * another device's frame queued now waits at most about a frame's time.
+ * Devices take turns, one frame each.
+ */
 static void
 sync_serve_pump(struct sync *s, struct sync_peer *sp)
 {
 	size_t idle = 0;
 
-	while (sp->nserves > 0 && idle < sp->nserves &&
-	    conn_send_space(sp->conn) >= s->evcap + 4096 + SYNC_RESERVE) {
+	while (sp->nserves > 0 && idle < sp->nserves) {
 		struct serve *sv = NULL;
 
+		if (conn_send_queued(sp->conn) >= sp->budget ||
+		    conn_send_space(sp->conn) < s->evcap + 4096 + SYNC_RESERVE) {
+			sp->limited = true;
+			conn_want_writable(sp->conn, sp->budget / 2);
+			return;
+		}
 		/*
 		 * One snapshot at a time per peer, to its end: a subscriber
 		 * then assembles one, not one per device it catches up.
@@ -1250,6 +1283,8 @@ sync_peer_add(struct sync *s, const char *id, struct conn *c)
 	sp->s = s;
 	snprintf(sp->id, sizeof(sp->id), "%s", id);
 	sp->conn = c;
+	sp->budget = SYNC_FRAME_START;
+	sp->mark_ms = loop_now_ms();
 	pthread_mutex_lock(&s->cat_lock);
 	sp->next = s->peers;
 	s->peers = sp;
@@ -1297,6 +1332,42 @@ sync_peer_del(struct sync *s, struct sync_peer *sp)
 	sync_counters_publish(s);
 }
 
+/*
+ * Measures sp's link once a tick.  While the pump waited for the link,
+ * what went into the socket is what the link carried (the socket holds
+ * little: CONN_UNSENT_MAX), and a bulk frame is sized to SYNC_FRAME_MS of
+ * it, so a 10 KB/s link carries a frame in a fraction of a second and a
+ * fast one carries SYNC_BATCH.  Bytes of a bulk frame still being received
+ * count as progress of what we follow from sp.
+ */
+static void
+sync_link(struct sync_peer *sp, uint64_t now)
+{
+	struct conn_stats st;
+	uint8_t type = 0;
+	size_t partial;
+
+	conn_stats(sp->conn, &st);
+	if (sp->limited && now > sp->mark_ms) {
+		uint64_t rate = (st.bytes_out - sp->mark_out) * 1000 /
+		    (now - sp->mark_ms);
+		uint64_t b;
+
+		sp->rate = sp->rate == 0 ? rate : (3 * sp->rate + rate) / 4;
+		b = sp->rate * SYNC_FRAME_MS / 1000;
+		sp->budget = b < SYNC_FRAME_MIN ? SYNC_FRAME_MIN :
+		    b > SYNC_BATCH ? SYNC_BATCH : (size_t)b;
+	}
+	sp->limited = false;
+	sp->mark_out = st.bytes_out;
+	sp->mark_ms = now;
+	partial = conn_recv_partial(sp->conn, &type);
+	if (partial > 0 && (type == WIRE_EVENTS || type == WIRE_SNAPSHOT) &&
+	    partial != sp->partial)
+		sp->bulk_rx_ms = now;
+	sp->partial = partial;
+}
+
 void
 sync_tick(struct sync *s)
 {
@@ -1304,6 +1375,7 @@ sync_tick(struct sync *s)
 
 	/* what changed since each peer last heard */
 	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
+		sync_link(sp, now);
 		if (sp->cat_busy)
 			sync_catalogue_pump(s, sp);
 		else if (clock > sp->cat_clock)
@@ -1324,6 +1396,8 @@ sync_tick(struct sync *s)
 			f->head_seen = head;
 			f->progress_ms = now;
 		}
+		if (f->up->bulk_rx_ms > f->progress_ms)
+			f->progress_ms = f->up->bulk_rx_ms;	/* bytes flow */
 		if ((e = cat_find(&f->up->cat, id)) == NULL)
 			continue;
 		journal_repl_set(s->journal, (uint32_t)i, f->up->id, e->head,
@@ -1504,6 +1578,12 @@ sync_render_metrics(struct sync *s, struct buf *out)
 	    "# HELP odofs_peer_send_queued_bytes Bytes waiting to be sent to "
 	    "a peer.\n"
 	    "# TYPE odofs_peer_send_queued_bytes gauge\n"
+	    "# HELP odofs_peer_link_bytes_per_second What the link to a peer "
+	    "carried while bulk data waited for it (0: not measured yet).\n"
+	    "# TYPE odofs_peer_link_bytes_per_second gauge\n"
+	    "# HELP odofs_peer_frame_bytes Bytes of a bulk frame to a peer "
+	    "(sized to the link).\n"
+	    "# TYPE odofs_peer_frame_bytes gauge\n"
 	    "# HELP odofs_events_applied_total Events applied from upstreams.\n"
 	    "# TYPE odofs_events_applied_total counter\n"
 	    "odofs_events_applied_total %llu\n"
@@ -1534,12 +1614,15 @@ sync_render_metrics(struct sync *s, struct buf *out)
 		    "odofs_peer_bytes_in_total{peer=\"%s\"} %llu\n"
 		    "odofs_peer_bytes_out_total{peer=\"%s\"} %llu\n"
 		    "odofs_peer_streams{peer=\"%s\"} %zu\n"
-		    "odofs_peer_send_queued_bytes{peer=\"%s\"} %zu\n",
+		    "odofs_peer_send_queued_bytes{peer=\"%s\"} %zu\n"
+		    "odofs_peer_link_bytes_per_second{peer=\"%s\"} %llu\n"
+		    "odofs_peer_frame_bytes{peer=\"%s\"} %zu\n",
 		    c->id, (unsigned long long)c->events_in,
 		    c->id, (unsigned long long)c->events_out,
 		    c->id, (unsigned long long)c->bytes_in,
 		    c->id, (unsigned long long)c->bytes_out, c->id, c->serves,
-		    c->id, c->queued);
+		    c->id, c->queued, c->id, (unsigned long long)c->rate,
+		    c->id, c->budget);
 	}
 	pthread_mutex_unlock(&s->view_lock);
 	rc |= buf_printf(out,
