@@ -42,6 +42,7 @@
 #define PEERING_REASON_MAX	200
 #define PEERING_FRAME_BUF	(64u << 10)
 #define PEERING_SELF_MAX	16	/* addresses found to be ourselves */
+#define PEERING_KNOWN_MIN	64	/* entries kept: max_peers x 4, at least */
 
 enum peer_state {
 	PEER_CONNECTING,
@@ -295,6 +296,48 @@ peering_count(struct peering *p, int state)
 	return n;
 }
 
+/* Connections we dialled that are active or under way. */
+static size_t
+peering_count_out(struct peering *p)
+{
+	size_t n = 0;
+
+	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next)
+		if (pe->conn != NULL && !conn_incoming(pe->conn) &&
+		    (pe->state == PEER_CONNECTING || pe->state == PEER_ACTIVE))
+			n++;
+	return n;
+}
+
+/* Entries with a connection (any state). */
+static size_t
+peering_count_conns(struct peering *p)
+{
+	size_t n = 0;
+
+	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next)
+		n += pe->conn != NULL;
+	return n;
+}
+
+/*
+ * SPEC §7: max_peers bounds the active connections.  We dial at most half
+ * of them (rounded up), so that every node keeps room for newcomers and a
+ * fleet forms one overlay instead of full cliques; the rest are accepted.
+ */
+static bool
+peering_may_dial(struct peering *p)
+{
+	return peering_count(p, PEER_ACTIVE) < p->cfg->max_peers &&
+	    peering_count_out(p) < (p->cfg->max_peers + 1) / 2;
+}
+
+static bool
+peering_full(struct peering *p)
+{
+	return peering_count(p, PEER_ACTIVE) >= p->cfg->max_peers;
+}
+
 /* Sends one encoded frame from p->frame; a full queue drops it (logged). */
 static void
 peer_send_frame(struct peer *pe)
@@ -450,6 +493,13 @@ peer_dial(struct peer *pe)
 
 	if (atomic_load(&p->stopping) || pe->conn != NULL)
 		return;
+	if (!peering_may_dial(p)) {
+		/* known, not connected: tried again when a slot may be free */
+		peer_set_state(pe, PEER_LIFESUPPORT, pe->reason[0] ? NULL :
+		    "waiting for a free peer slot");
+		loop_timer_arm(pe->timer, p->cfg->backoff_ms[0]);
+		return;
+	}
 	/*
 	 * Seeds are names an administrator gave; anything learnt from peers
 	 * must be a numeric address, so that no peer can make this thread
@@ -492,12 +542,33 @@ peer_send_hello(struct peer *pe)
 		peer_send_frame(pe);
 }
 
+static void peer_send_peers(struct peer *to);
+
+/*
+ * At max_peers: a goodbye that names our active peers (a PEERS frame just
+ * before it) for the newcomer to try instead.
+ */
+static void
+peer_refuse_full(struct peer *pe)
+{
+	char why[64];
+
+	snprintf(why, sizeof(why), "at max_peers (%u); try its peers",
+	    (unsigned)pe->pr->cfg->max_peers);
+	peer_send_peers(pe);
+	peer_drop(pe, WIRE_BYE_FULL, why);
+}
+
 static void
 peer_conn_open(void *arg, struct conn *c)
 {
 	struct peer *pe = arg;
 
 	snprintf(pe->remote, sizeof(pe->remote), "%s", conn_peer_addr(c));
+	if (conn_incoming(c) && peering_full(pe->pr)) {
+		peer_refuse_full(pe);
+		return;
+	}
 	peer_send_hello(pe);
 }
 
@@ -689,6 +760,10 @@ peer_on_hello(struct peer *pe, const uint8_t *payload, size_t len)
 		}
 		peer_forget(other);
 	}
+	if (peering_full(p)) {
+		peer_refuse_full(pe);
+		return;
+	}
 	peer_activate(pe);
 }
 
@@ -713,12 +788,15 @@ peer_on_peers(struct peer *pe, const uint8_t *payload, size_t len)
 		    peering_find_id(p, list[i].id, NULL) != NULL ||
 		    peering_find_addr(p, list[i].host, list[i].port, NULL) != NULL)
 			continue;
-		if (peering_count(p, -1) >= p->cfg->max_peers)
+		/* known, and dialled while a slot is free (peer_dial) */
+		if (peering_count(p, -1) >= p->cfg->max_peers * 4 &&
+		    peering_count(p, -1) >= PEERING_KNOWN_MIN)
 			break;
 		if ((np = peer_new(p, list[i].host, list[i].port)) == NULL)
 			break;
 		log_info("peer %s (%s:%u) learnt from %s", list[i].id,
-		    list[i].host, list[i].port, pe->id);
+		    list[i].host, list[i].port,
+		    pe->id[0] ? pe->id : conn_peer_id(pe->conn));
 		peer_dial(np);
 	}
 	free(list);
@@ -733,7 +811,6 @@ peer_conn_frame(void *arg, struct conn *c, uint8_t type,
 	uint64_t token;
 	char tmp[32], why[PEERING_REASON_MAX];
 
-	(void)c;
 	pe->last_rx_ms = loop_now_ms();
 	if (type == WIRE_BYE) {
 		if (wire_bye_decode(payload, len, &bye) == 0)
@@ -748,6 +825,8 @@ peer_conn_frame(void *arg, struct conn *c, uint8_t type,
 	if (!pe->hello_in) {
 		if (type == WIRE_HELLO)
 			peer_on_hello(pe, payload, len);
+		else if (type == WIRE_PEERS && !conn_incoming(c))
+			peer_on_peers(pe, payload, len);	/* then BYE full */
 		else {
 			snprintf(why, sizeof(why), "%s before introduction",
 			    wire_type_name(type, tmp, sizeof(tmp)));
@@ -858,7 +937,8 @@ peering_accept(void *arg, uint32_t events)
 		}
 		if (atomic_load(&p->stopping) ||
 		    peering_count(p, PEER_INCOMING) >= PEERING_MAX_HANDSHAKES ||
-		    peering_count(p, -1) >= p->cfg->max_peers + PEERING_MAX_HANDSHAKES) {
+		    peering_count_conns(p) >= p->cfg->max_peers +
+		    PEERING_MAX_HANDSHAKES) {
 			log_warnx("incoming connection refused: too many peers "
 			    "or handshakes");
 			close(fd);

@@ -216,6 +216,7 @@ enum wire_bye_code {
 	WIRE_BYE_SELF = 4,	/* a connection to ourselves */
 	WIRE_BYE_DUPLICATE = 5,	/* that id already has an active connection */
 	WIRE_BYE_PROTOCOL = 6,	/* a bad or unexpected frame */
+	WIRE_BYE_FULL = 7,	/* at max_peers; the PEERS before it name others */
 };
 
 struct wire_bye {

@@ -1,0 +1,105 @@
+"""SPEC §7: peering.max_peers bounds the active connections, dialled and
+accepted alike; a full node's goodbye names other peers, so a fleet forms
+one connected overlay of bounded degree, and data reaches nodes that are
+not connected to its source by relay (§8.2)."""
+import os
+import threading
+
+from conftest import free_port, wait_for
+from test_replication import CONF, start
+from test_upstreams import assert_no_cycle
+
+
+def overlay(ns):
+    """{id: set of active peer ids}."""
+    return {n.id: set(n.active()) for n in ns}
+
+
+def connected(graph):
+    seen, todo = set(), [next(iter(graph))]
+    while todo:
+        v = todo.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        todo.extend(graph.get(v, ()))
+    return seen == set(graph)
+
+
+def test_twelve_nodes_with_max_peers_4(nodes, certs):
+    n = 12
+    cfg = CONF % ("max_peers = 4;", "")
+    ports = [free_port() for _ in range(n)]
+    ns = []
+    # everyone knows one seed, as a fleet installed from one image would
+    for i in range(n):
+        ns.append(start(nodes, certs, "n%02d" % i, [] if i == 0 else [ports[0]],
+                        config=cfg, port=ports[i]))
+    worst = [0]
+    stop = threading.Event()
+
+    def watch():
+        # the bound holds all along, not just at the end
+        while not stop.is_set():
+            for x in ns:
+                try:
+                    worst[0] = max(worst[0], len(x.active()))
+                except (OSError, ValueError):
+                    pass
+            stop.wait(0.05)
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        for x in ns:
+            os.mkdir(x.path("dev-" + x.id))
+            with open(x.path("dev-" + x.id, "events"), "a") as f:
+                f.write("".join("%s-%d\n" % (x.id, k) for k in range(10)))
+        devs = ["dev-" + x.id for x in ns]
+
+        def everywhere():
+            for x in ns:
+                for d in devs:
+                    try:
+                        if x.info(d)["head"] != 10:
+                            return False
+                    except (FileNotFoundError, ValueError):
+                        return False
+            return True
+        wait_for(everywhere, timeout=90, interval=0.2,
+                 what="every device on every node")
+    finally:
+        stop.set()
+        t.join()
+    g = overlay(ns)
+    print("overlay:", {k: sorted(v) for k, v in g.items()})
+    assert worst[0] <= 4, "a node had %d active peers" % worst[0]
+    assert all(len(v) <= 4 for v in g.values())
+    assert connected(g)
+    # the seed did not take everyone: most nodes reach most sources by relay
+    far = sum(1 for x in ns for y in ns if y.id != x.id and y.id not in g[x.id])
+    assert far >= n * (n - 1) // 2
+    for d in devs:
+        assert_no_cycle(ns, d)
+    for x in ns:
+        for d in devs:
+            with open(x.path(d, "events")) as f:
+                assert f.read() == "".join("%s-%d\n" % (d[4:], k) for k in range(10))
+
+
+def test_full_node_names_its_peers(nodes, certs):
+    """a takes one peer; c, which knows only a, is turned away with a's
+    peer b named, connects to b instead, and gets a's device through b."""
+    a = start(nodes, certs, "a", config=CONF % ("max_peers = 1;", ""))
+    b = start(nodes, certs, "b", [a.port])
+    wait_for(lambda: a.active() == ["b"], what="a-b active")
+    os.mkdir(a.path("dev"))
+    with open(a.path("dev", "events"), "a") as f:
+        f.write("from-a\n")
+    c = start(nodes, certs, "c", [a.port])
+    wait_for(lambda: c.active() == ["b"], what="c connected to b")
+    wait_for(lambda: os.path.isdir(c.path("dev")) and c.info("dev")["head"] == 1,
+             what="a's device on c")
+    assert c.info("dev")["subscribed_to"] == "b" and c.info("dev")["hops"] == 2
+    assert a.active() == ["b"]
+    assert "at max_peers (1)" in c.log()
+    assert "peer b (127.0.0.1:%d) learnt from a" % b.port in c.log()
