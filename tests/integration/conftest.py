@@ -137,10 +137,13 @@ class Node:
         subprocess.call(["fusermount3", "-uz", self.mnt],
                         stderr=subprocess.DEVNULL)
 
-    def start_peer(self, certs, port, seeds=(), config=None, wait=True):
-        """Starts with mutual TLS, listening on 127.0.0.1:port, dialling seeds."""
+    def start_peer(self, certs, port, seeds=(), config=None, wait=True,
+                   host="127.0.0.1"):
+        """Starts with mutual TLS, listening on host:port, dialling seeds
+        ("host:port" strings, or ports on 127.0.0.1)."""
         self.port = port
-        args = tls_args(certs, self.id) + ["--listen", "127.0.0.1:%d" % port]
+        self.host = host
+        args = tls_args(certs, self.id) + ["--listen", "%s:%d" % (host, port)]
         for s in seeds:
             args += ["--peer", s if isinstance(s, str) else "127.0.0.1:%d" % s]
         return self.start(*args, config=config, wait=wait)
@@ -174,7 +177,7 @@ class Node:
         return self.proc.pid
 
 
-CERT_IDS = ["a", "b", "c", "d", "e", "x"]
+CERT_IDS = ["a", "b", "c", "d", "e", "x"] + ["n%02d" % i for i in range(16)]
 
 
 @pytest.fixture(scope="session")
