@@ -55,6 +55,7 @@ struct device {
 	_Atomic uint64_t snapshot_len;	/* written under meta_lock */
 	_Atomic uint64_t mtime_ns;	/* last append; creation at load */
 	_Atomic uint64_t version;	/* journal clock at the last change */
+	_Atomic uint64_t meta_version;	/* ... but for appends */
 	/* replication, shown in info; under meta_lock */
 	char upstream[JOURNAL_NODE_MAX + 1];
 	uint64_t upstream_head;
@@ -609,6 +610,7 @@ journal_create_device(struct journal *j, const char *id, size_t len,
 	}
 	j->next_devno++;
 	atomic_store(&d->version, atomic_fetch_add(&j->clock, 1) + 1);
+	atomic_store(&d->meta_version, atomic_load(&d->version));
 	d = NULL;
 out:
 	pthread_mutex_unlock(&j->create_lock);
@@ -736,6 +738,16 @@ journal_txn_begin(struct journal *j, uint32_t idx, struct journal_txn **out,
 /* Bumps the journal's clock into d: something of d changed. */
 static void
 journal_touch(struct journal *j, struct device *d)
+{
+	uint64_t v = atomic_fetch_add(&j->clock, 1) + 1;
+
+	atomic_store(&d->version, v);
+	atomic_store(&d->meta_version, v);
+}
+
+/* ... its head only. */
+static void
+journal_touch_head(struct journal *j, struct device *d)
 {
 	atomic_store(&d->version, atomic_fetch_add(&j->clock, 1) + 1);
 }
@@ -867,7 +879,7 @@ journal_txn_commit(struct journal_txn *t, uint64_t *first_rev, struct err *e)
 			atomic_store(&d->progress_ns, atomic_load(&d->mtime_ns));
 		atomic_store(&d->end_offset, t->offset);
 		atomic_store(&d->head, t->rev - 1);
-		journal_touch(j, d);
+		journal_touch_head(j, d);
 		head = t->rev - 1;
 		journal_fh_end(j, seq);
 		atomic_fetch_add(&j->events_appended, t->count);
@@ -1776,6 +1788,12 @@ uint64_t
 journal_version(struct journal *j, uint32_t idx)
 {
 	return atomic_load(&journal_dev(j, idx)->version);
+}
+
+uint64_t
+journal_meta_version(struct journal *j, uint32_t idx)
+{
+	return atomic_load(&journal_dev(j, idx)->meta_version);
 }
 
 uint64_t

@@ -263,9 +263,13 @@ int journal_replica_reset(struct journal *j, uint32_t idx, uint64_t rev,
 /* Where revision rev starts (first <= rev <= head + 1); UINT64_MAX if not. */
 uint64_t journal_rev_offset(struct journal *j, uint32_t idx, uint64_t rev);
 
-/* The journal's change clock, and the clock at device idx's last change. */
+/*
+ * The journal's change clock; the clock at device idx's last change, and
+ * at its last change other than an append (a head that moved).
+ */
 uint64_t journal_clock(struct journal *j);
 uint64_t journal_version(struct journal *j, uint32_t idx);
+uint64_t journal_meta_version(struct journal *j, uint32_t idx);
 
 /*
  * What info, .status and the catalogue show of a device's replication.

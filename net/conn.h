@@ -70,7 +70,7 @@
  * queued later, a control frame, waits behind this much plus what is in
  * flight, not behind a send buffer sized for the bandwidth-delay product.
  */
-#define CONN_UNSENT_MAX	(32u << 10)
+#define CONN_UNSENT_MAX	(16u << 10)
 #define CONN_ADDR_MAX	80		/* "[v6%zone]:port" */
 #define CONN_REASON_MAX	256
 

@@ -76,6 +76,9 @@ struct sync_peer {
 	bool cat_full;			/* ... and it is the whole catalogue */
 	bool cat_first;			/* its first frame is not sent yet */
 	uint64_t cat_since, cat_upto;	/* changes in (since, upto] */
+	uint64_t head_clock, head_since;	/* the same, for appends */
+	bool cat_refresh;		/* ... and the pass sends appends */
+	uint64_t next_refresh_ms;
 	uint32_t cat_next;		/* next device of the pass */
 	uint64_t events_in, events_out, bytes_in, bytes_out;
 	/* the link, measured each tick (sync_link) */
@@ -85,6 +88,7 @@ struct sync_peer {
 	bool limited;			/* the pump waited for the link */
 	size_t partial;			/* of the bulk frame being received */
 	uint64_t bulk_rx_ms;		/* when bulk bytes last came from it */
+	uint64_t added_ms;		/* when it became active */
 	struct sync_peer *next;
 };
 
@@ -99,6 +103,7 @@ struct follow {
 	uint32_t sub;
 	uint64_t progress_ms;		/* subscribed, or last applied */
 	uint64_t head_seen;		/* our head at progress_ms */
+	uint64_t up_head;		/* the upstream's, from its stream */
 	uint8_t hops;			/* ours, while up != NULL */
 	char avoid[WIRE_ID_MAX + 1];	/* a peer that stalled or refused */
 	uint64_t avoid_until_ms;
@@ -127,6 +132,7 @@ struct peer_counters {
 	size_t queued;		/* bytes in the connection's send queue */
 	uint64_t rate;		/* the link, bytes/s, as measured */
 	size_t budget;		/* bytes of a bulk frame */
+	uint64_t wire_in, wire_out;	/* every frame's bytes */
 };
 
 struct sync {
@@ -148,6 +154,7 @@ struct sync {
 	_Atomic uint32_t streams;	/* serves over every peer */
 	_Atomic uint64_t cat_in;	/* catalogue entries received */
 	_Atomic uint64_t subscribed;	/* subscriptions started */
+	_Atomic uint64_t evaluations;	/* passes over every device */
 	struct cat seen;		/* new ids: created_ns is when first seen */
 	bool unsettled;			/* some new id waits in seen */
 
@@ -322,6 +329,29 @@ sync_entry_ok(const struct wire_cat_entry *e)
 	    e->snapshot <= e->head;
 }
 
+static struct serve *sync_serve_find(struct sync_peer *sp, uint32_t idx);
+
+/*
+ * Whether device i goes into sp's delta catalogue pass (SPEC §8.1: quiet
+ * catalogues): any change but an append at once; an append (a head that
+ * moved) only on a refresh pass, every sync.evaluate_ms, and never to a
+ * peer that follows i from us (its stream carries our head, EVENTS say
+ * it) or to i's source.
+ */
+static bool
+sync_cat_wanted(struct sync *s, struct sync_peer *sp, uint32_t i)
+{
+	struct serve *sv;
+
+	if (journal_meta_version(s->journal, i) > sp->cat_since)
+		return true;
+	if (!sp->cat_refresh || journal_version(s->journal, i) <= sp->head_since)
+		return false;
+	if (strcmp(journal_source(s->journal, i), sp->id) == 0)
+		return false;
+	return (sv = sync_serve_find(sp, i)) == NULL || sv->waiting;
+}
+
 /*
  * Continues sp's catalogue pass while its send queue has room for a frame
  * and the control reserve; the pass ends (and cat_clock moves) only when
@@ -338,8 +368,7 @@ sync_catalogue_pump(struct sync *s, struct sync_peer *sp)
 		while (sp->cat_next < n && k < WIRE_CAT_MAX) {
 			uint32_t i = sp->cat_next++;
 
-			if (!sp->cat_full &&
-			    journal_version(s->journal, i) <= sp->cat_since)
+			if (!sp->cat_full && !sync_cat_wanted(s, sp, i))
 				continue;
 			sync_entry(s, i, &s->catbuf[k]);
 			if (sync_entry_ok(&s->catbuf[k]))
@@ -355,6 +384,8 @@ sync_catalogue_pump(struct sync *s, struct sync_peer *sp)
 		if (sp->cat_next >= n) {
 			sp->cat_busy = false;
 			sp->cat_clock = sp->cat_upto;
+			if (sp->cat_refresh)
+				sp->head_clock = sp->cat_upto;
 		}
 	}
 }
@@ -363,9 +394,15 @@ sync_catalogue_pump(struct sync *s, struct sync_peer *sp)
 static void
 sync_catalogue_start(struct sync *s, struct sync_peer *sp, bool full)
 {
+	uint64_t now = loop_now_ms();
+
 	sp->cat_busy = true;
 	sp->cat_full = full;
 	sp->cat_first = true;
+	sp->cat_refresh = full || now >= sp->next_refresh_ms;
+	if (sp->cat_refresh)
+		sp->next_refresh_ms = now + s->cfg->evaluate_ms;
+	sp->head_since = sp->head_clock;
 	sp->cat_since = sp->cat_clock;
 	sp->cat_upto = journal_clock(s->journal);
 	sp->cat_next = 0;
@@ -394,6 +431,8 @@ sync_counters_publish(struct sync *s)
 		c[i].queued = st.send_queued;
 		c[i].rate = sp->rate;
 		c[i].budget = sp->budget;
+		c[i].wire_in = st.bytes_in;
+		c[i].wire_out = st.bytes_out;
 	}
 	pthread_mutex_lock(&s->view_lock);
 	free(s->counters);
@@ -454,6 +493,7 @@ sync_subscribe(struct sync *s, uint32_t idx, struct follow *f,
 	f->sub = m.sub;
 	f->progress_ms = loop_now_ms();
 	f->head_seen = m.from - 1;
+	f->up_head = c->e->head;
 	atomic_fetch_add_explicit(&s->subscribed, 1, memory_order_relaxed);
 	sync_follow_note(s, idx, f, c);
 	log_info("device %s: following %s from revision %llu", m.device,
@@ -648,6 +688,18 @@ sync_evaluate_device(struct sync *s, uint32_t idx)
 		sync_subscribe(s, idx, f, &best);
 }
 
+/* Whether every peer has been active for SYNC_SETTLE_MS. */
+static bool
+sync_settled(struct sync *s)
+{
+	uint64_t now = loop_now_ms();
+
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next)
+		if (now - sp->added_ms < SYNC_SETTLE_MS)
+			return false;
+	return true;
+}
+
 /* A catalogue entry from sp: create the device if new, note conflicts. */
 static void
 sync_consider(struct sync *s, struct sync_peer *sp,
@@ -671,9 +723,11 @@ sync_consider(struct sync *s, struct sync_peer *sp,
 	/*
 	 * New to us.  Peers connecting at about the same time may hold other
 	 * epochs of it: wait SYNC_SETTLE_MS from first sight, then follow,
-	 * of every epoch they hold, the oldest creation (SPEC §8.9).
+	 * of every epoch they hold, the oldest creation (SPEC §8.9).  When
+	 * every peer has been with us that long, their catalogues told us of
+	 * every epoch they hold already: a device made since needs no wait.
 	 */
-	{
+	if (!sync_settled(s)) {
 		const struct wire_cat_entry *seen = cat_find(&s->seen, e->device);
 		uint64_t now = loop_now_ms();
 
@@ -891,6 +945,7 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 		m.sub = sv->sub;
 		m.first = sv->next;
 		m.count = (uint32_t)(rev - sv->next);
+		m.head = head;
 		m.lines = (const uint8_t *)s->evbuf;
 		m.len = (uint32_t)n;
 		if (m.count == 0)
@@ -917,11 +972,11 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 }
 
 /*
- * Streams to sp while its send queue holds less than one bulk frame (and
- * has room for the largest): the link stays busy (the socket holds
- * CONN_UNSENT_MAX more, and what is in flight) while a control frame or
- * another device's frame queued now waits at most about a frame's time.
- * Devices take turns, one frame each.
+ * Streams to sp one bulk frame at a time: the next goes into the send
+ * queue once the last has gone into the socket.  The link stays busy (the
+ * socket holds up to CONN_UNSENT_MAX not yet sent, and what is in flight)
+ * while a control frame or another device's frame queued now waits for at
+ * most the rest of one frame and that.  Devices take turns, a frame each.
  */
 static void
 sync_serve_pump(struct sync *s, struct sync_peer *sp)
@@ -931,10 +986,9 @@ sync_serve_pump(struct sync *s, struct sync_peer *sp)
 	while (sp->nserves > 0 && idle < sp->nserves) {
 		struct serve *sv = NULL;
 
-		if (conn_send_queued(sp->conn) >= sp->budget ||
-		    conn_send_space(sp->conn) < s->evcap + 4096 + SYNC_RESERVE) {
+		if (conn_send_queued(sp->conn) > 0) {
 			sp->limited = true;
-			conn_want_writable(sp->conn, sp->budget / 2);
+			conn_want_writable(sp->conn, 0);
 			return;
 		}
 		/*
@@ -1131,6 +1185,8 @@ sync_on_events(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	}
 	f->progress_ms = loop_now_ms();
 	f->head_seen = m.first + m.count - 1;
+	if (m.head > f->up_head)
+		f->up_head = m.head;
 	sp->events_in += m.count;
 	sp->bytes_in += m.len;
 	atomic_fetch_add_explicit(&s->applied, m.count, memory_order_relaxed);
@@ -1284,7 +1340,7 @@ sync_peer_add(struct sync *s, const char *id, struct conn *c)
 	snprintf(sp->id, sizeof(sp->id), "%s", id);
 	sp->conn = c;
 	sp->budget = SYNC_FRAME_START;
-	sp->mark_ms = loop_now_ms();
+	sp->mark_ms = sp->added_ms = loop_now_ms();
 	pthread_mutex_lock(&s->cat_lock);
 	sp->next = s->peers;
 	s->peers = sp;
@@ -1400,10 +1456,14 @@ sync_tick(struct sync *s)
 			f->progress_ms = f->up->bulk_rx_ms;	/* bytes flow */
 		if ((e = cat_find(&f->up->cat, id)) == NULL)
 			continue;
-		journal_repl_set(s->journal, (uint32_t)i, f->up->id, e->head,
+		/* its catalogue leaves out heads its stream carries */
+		if (e->head > f->up_head)
+			f->up_head = e->head;
+		journal_repl_set(s->journal, (uint32_t)i, f->up->id, f->up_head,
 		    f->hops);
 		if (now - f->progress_ms < s->cfg->stall_ms)
 			continue;
+		ahead = f->up_head;
 		for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
 			const struct wire_cat_entry *o = cat_find(&sp->cat, id);
 
@@ -1431,6 +1491,8 @@ sync_tick(struct sync *s)
 					s->unsettled = true;
 		}
 		sync_evaluate_all(s);
+		atomic_fetch_add_explicit(&s->evaluations, 1,
+		    memory_order_relaxed);
 		if (!s->unsettled)
 			cat_clear(&s->seen);
 		if (now >= s->next_eval_ms)
@@ -1584,6 +1646,12 @@ sync_render_metrics(struct sync *s, struct buf *out)
 	    "# HELP odofs_peer_frame_bytes Bytes of a bulk frame to a peer "
 	    "(sized to the link).\n"
 	    "# TYPE odofs_peer_frame_bytes gauge\n"
+	    "# HELP odofs_peer_wire_bytes_in_total Bytes of every frame "
+	    "received from a peer on its current connection (TLS payload).\n"
+	    "# TYPE odofs_peer_wire_bytes_in_total counter\n"
+	    "# HELP odofs_peer_wire_bytes_out_total Bytes of every frame sent "
+	    "to a peer on its current connection.\n"
+	    "# TYPE odofs_peer_wire_bytes_out_total counter\n"
 	    "# HELP odofs_events_applied_total Events applied from upstreams.\n"
 	    "# TYPE odofs_events_applied_total counter\n"
 	    "odofs_events_applied_total %llu\n"
@@ -1598,11 +1666,16 @@ sync_render_metrics(struct sync *s, struct buf *out)
 	    "# HELP odofs_subscriptions_total Subscriptions started (the first "
 	    "of each device and every switch of upstream).\n"
 	    "# TYPE odofs_subscriptions_total counter\n"
-	    "odofs_subscriptions_total %llu\n",
+	    "odofs_subscriptions_total %llu\n"
+	    "# HELP odofs_upstream_evaluations_total Passes that chose the "
+	    "upstream of every device again.\n"
+	    "# TYPE odofs_upstream_evaluations_total counter\n"
+	    "odofs_upstream_evaluations_total %llu\n",
 	    (unsigned long long)atomic_load(&s->applied),
 	    (unsigned long long)atomic_load(&s->discarded),
 	    (unsigned long long)atomic_load(&s->cat_in),
-	    (unsigned long long)atomic_load(&s->subscribed));
+	    (unsigned long long)atomic_load(&s->subscribed),
+	    (unsigned long long)atomic_load(&s->evaluations));
 
 	pthread_mutex_lock(&s->view_lock);
 	for (size_t i = 0; i < s->ncounters && rc == 0; i++) {
@@ -1616,13 +1689,16 @@ sync_render_metrics(struct sync *s, struct buf *out)
 		    "odofs_peer_streams{peer=\"%s\"} %zu\n"
 		    "odofs_peer_send_queued_bytes{peer=\"%s\"} %zu\n"
 		    "odofs_peer_link_bytes_per_second{peer=\"%s\"} %llu\n"
-		    "odofs_peer_frame_bytes{peer=\"%s\"} %zu\n",
+		    "odofs_peer_frame_bytes{peer=\"%s\"} %zu\n"
+		    "odofs_peer_wire_bytes_in_total{peer=\"%s\"} %llu\n"
+		    "odofs_peer_wire_bytes_out_total{peer=\"%s\"} %llu\n",
 		    c->id, (unsigned long long)c->events_in,
 		    c->id, (unsigned long long)c->events_out,
 		    c->id, (unsigned long long)c->bytes_in,
 		    c->id, (unsigned long long)c->bytes_out, c->id, c->serves,
 		    c->id, c->queued, c->id, (unsigned long long)c->rate,
-		    c->id, c->budget);
+		    c->id, c->budget, c->id, (unsigned long long)c->wire_in,
+		    c->id, (unsigned long long)c->wire_out);
 	}
 	pthread_mutex_unlock(&s->view_lock);
 	rc |= buf_printf(out,

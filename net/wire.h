@@ -34,8 +34,9 @@
  *	               u8 hops (0 at the source; 255 no known path) }
  *	17 SUBSCRIBE   device, u64 epoch, u64 from, u32 sub
  *	18 UNSUBSCRIBE device, u32 sub
- *	19 EVENTS      device, u32 sub, u64 first, u32 count, u32 n, n bytes
- *	               of count lines "payload\n"
+ *	19 EVENTS      device, u32 sub, u64 first, u32 count, u64 head (the
+ *	               sender's, >= first + count - 1), u32 n, n bytes of
+ *	               count lines "payload\n"
  *	20 SNAPSHOT    device, u32 sub, u8 mode, u64 rev, u64 offset,
  *	               u64 total, u64 at, u32 n, n bytes (the payload's bytes
  *	               at..at+n of total)
@@ -297,10 +298,14 @@ struct wire_events {
 	uint32_t sub;
 	uint64_t first;
 	uint32_t count;
+	uint64_t head;		/* the sender's: the stream carries it */
 	const uint8_t *lines;
 	uint32_t len;
 };
-/* count must be the number of '\n' in lines, which must end in one. */
+/*
+ * count must be the number of '\n' in lines, which must end in one; head at
+ * least first + count - 1.
+ */
 int wire_events_encode(struct buf *b, const struct wire_events *m);
 int wire_events_decode(const uint8_t *p, size_t n, struct wire_events *m);
 

@@ -210,12 +210,14 @@ wire_events_encode(struct buf *b, const struct wire_events *m)
 	wire_enc_begin(&w, b, WIRE_EVENTS);
 	if (m->first == 0 || m->count == 0 ||
 	    m->first > UINT64_MAX - m->count ||
+	    m->head < m->first + m->count - 1 ||
 	    !wire_lines_ok(m->lines, m->len, m->count))
 		wire_enc_fail(&w, -EINVAL);
 	wire_put_device(&w, m->device);
 	wire_put_u32(&w, m->sub);
 	wire_put_u64(&w, m->first);
 	wire_put_u32(&w, m->count);
+	wire_put_u64(&w, m->head);
 	wire_put_u32(&w, m->len);
 	wire_put_bytes(&w, m->lines, m->len);
 	return wire_enc_end(&w);
@@ -232,10 +234,12 @@ wire_events_decode(const uint8_t *p, size_t n, struct wire_events *m)
 	wire_get_u32(&d, &m->sub);
 	wire_get_u64(&d, &m->first);
 	wire_get_u32(&d, &m->count);
+	wire_get_u64(&d, &m->head);
 	wire_get_u32(&d, &m->len);
 	wire_get_bytes(&d, m->len, &m->lines);
 	if (d.rc == 0 && (m->first == 0 || m->count == 0 ||
 	    m->first > UINT64_MAX - m->count ||
+	    m->head < m->first + m->count - 1 ||
 	    !wire_lines_ok(m->lines, m->len, m->count)))
 		wire_dec_fail(&d, -EPROTO);
 	return wire_dec_end(&d);

@@ -83,16 +83,17 @@ def test_three_node_mesh_is_stable_and_follows_the_source(nodes, certs):
         wait_for(lambda: upstreams((b, c), "dev") == {"b": "a", "c": "a"},
                  what="b and c following a")
         before = {n.id: following(n, "dev") for n in (b, c)}
-        heard = c.metric("odofs_catalogue_entries_received_total")
+        evals = c.metric("odofs_upstream_evaluations_total")
         n0 = w.n
-        # 4 s of 100 events/s: about 40 catalogue rounds from each peer,
-        # 8 evaluations, every one a chance to switch
+        # 4 s of 100 events/s: 8 passes over every device (evaluate_ms
+        # 0.5 s) and every catalogue entry, each a chance to switch
         wait_for(lambda: w.n >= n0 + 400, timeout=30, what="400 more events")
         assert_no_cycle((a, b, c), "dev")
         assert upstreams((b, c), "dev") == {"b": "a", "c": "a"}
         after = {n.id: following(n, "dev") for n in (b, c)}
-        # the catalogues that could have moved them did arrive
-        assert c.metric("odofs_catalogue_entries_received_total") >= heard + 20
+        # the choices that could have moved them were made again (8
+        # expected; half of it leaves room for a slow machine)
+        assert c.metric("odofs_upstream_evaluations_total") >= evals + 4
     assert after == before, "upstream switches in a steady mesh: %s -> %s\n%s" % (
         before, after, c.log()[-3000:])
     wait_converged(a, "dev", b, c)
@@ -115,13 +116,13 @@ def test_relays_never_follow_each_other(nodes, certs):
         wait_for(lambda: upstreams((b, c, d), "dev") ==
                  {"b": "a", "c": "b", "d": "b"}, what="c and d following b")
         before = {n.id: following(n, "dev") for n in (c, d)}
-        heard = d.metric("odofs_catalogue_entries_received_total")
+        evals = d.metric("odofs_upstream_evaluations_total")
         n0 = w.n
         wait_for(lambda: w.n >= n0 + 400, timeout=30, what="400 more events")
         assert_no_cycle((a, b, c, d), "dev")
         assert upstreams((b, c, d), "dev") == {"b": "a", "c": "b", "d": "b"}
         after = {n.id: following(n, "dev") for n in (c, d)}
-        assert d.metric("odofs_catalogue_entries_received_total") >= heard + 20
+        assert d.metric("odofs_upstream_evaluations_total") >= evals + 4
     assert after == before
     wait_converged(a, "dev", b, c, d)
     assert c.info("dev")["hops"] == 2 and b.info("dev")["hops"] == 1

@@ -47,9 +47,12 @@ def subscribe(device, epoch, from_rev, sub):
     return frame(SUBSCRIBE, s(device) + struct.pack(">QQI", epoch, from_rev, sub))
 
 
-def events(device, sub, first, lines):
+def events(device, sub, first, lines, head=None):
     blob = b"".join(l + b"\n" for l in lines)
-    return frame(EVENTS, s(device) + struct.pack(">IQII", sub, first, len(lines), len(blob)) + blob)
+    if head is None:
+        head = first + len(lines) - 1
+    return frame(EVENTS, s(device) + struct.pack(">IQIQI", sub, first, len(lines), head,
+                                                 len(blob)) + blob)
 
 
 def client(certs_dir, node_id, port, ca="ca1"):

@@ -619,7 +619,7 @@ test_events(void)
 {
 	static const char lines[] = "{\"t\":1}\n\nthird line\n";
 	struct wire_events m = { .device = "sensors", .sub = 3, .first = 118,
-	    .count = 3, .lines = (const uint8_t *)lines,
+	    .count = 3, .head = 500, .lines = (const uint8_t *)lines,
 	    .len = sizeof(lines) - 1 }, d;
 	struct buf b;
 
@@ -627,7 +627,7 @@ test_events(void)
 	CHECK_EQ_INT(wire_events_encode(&b, &m), 0);
 	ROUND_TRIP(&b, WIRE_EVENTS, &d, wire_events_decode,
 	    wire_events_encode);
-	CHECK(d.first == 118 && d.count == 3 && d.sub == 3);
+	CHECK(d.first == 118 && d.count == 3 && d.sub == 3 && d.head == 500);
 	CHECK(d.len == m.len && d.lines != NULL &&
 	    memcmp(d.lines, lines, d.len) == 0);
 	keep_sample("events", &b);
@@ -636,8 +636,17 @@ test_events(void)
 	m.len = 1;
 	m.count = 1;
 	m.first = 1;
+	m.head = 1;
 	CHECK_EQ_INT(wire_events_encode(&b, &m), 0);
 	keep_sample("events-one", &b);
+
+	/* the sender's head is at least the last event sent */
+	buf_reset(&b);
+	m.first = 7;
+	m.head = 6;
+	CHECK_EQ_INT(wire_events_encode(&b, &m), -EINVAL);
+	m.first = 1;
+	m.head = 1;
 
 	/* count must match the lines, which end in '\n'; first >= 1 */
 	buf_reset(&b);
@@ -660,18 +669,26 @@ test_events(void)
 	CHECK_EQ_INT(wire_events_encode(&b, &m), -EINVAL);
 	CHECK_EQ_INT(b.len, 0);
 	{
-		/* device "d", sub 0, first 2^64-1, count 2, "a\nb\n" */
+		/* device "d", sub 0, first 2^64-1, count 2, head 2^64-1,
+		   "a\nb\n" */
 		static const uint8_t wrap[] = { 0, 1, 'd', 0, 0, 0, 0,
 		    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-		    0, 0, 0, 2, 0, 0, 0, 4, 'a', '\n', 'b', '\n' };
+		    0, 0, 0, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		    0, 0, 0, 4, 'a', '\n', 'b', '\n' };
 		/* a length past the frame */
 		static const uint8_t longlen[] = { 0, 1, 'd', 0, 0, 0, 0,
-		    0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff,
-		    '\n' };
+		    0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1,
+		    0xff, 0xff, 0xff, 0xff, '\n' };
+		/* a head below the events it carries */
+		static const uint8_t behind[] = { 0, 1, 'd', 0, 0, 0, 0,
+		    0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 4,
+		    0, 0, 0, 2, 'a', '\n' };
 
 		CHECK_EQ_INT(wire_events_decode(wrap, sizeof(wrap), &d),
 		    -EPROTO);
 		CHECK_EQ_INT(wire_events_decode(longlen, sizeof(longlen), &d),
+		    -EPROTO);
+		CHECK_EQ_INT(wire_events_decode(behind, sizeof(behind), &d),
 		    -EPROTO);
 	}
 	buf_release(&b);
