@@ -387,7 +387,7 @@ conn_flush(struct conn *c)
 
 	c->wr_wants_read = false;
 	while ((k = c->shead) != NULL) {
-		int unsent;
+		int unsent = 0;		/* valgrind does not know SIOCOUTQNSD */
 
 		/* TCP_NOTSENT_LOWAT wakes us when it drains below this */
 		if (ioctl(c->fd, SIOCOUTQNSD, &unsent) == 0 &&
