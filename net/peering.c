@@ -1153,8 +1153,8 @@ peering_open(struct peering **out, const struct config *cfg,
 	}
 	if ((rc = tls_ctx_check(p->tls, e)) < 0)
 		goto fail;
-	if ((rc = sync_open(&p->sync, cfg, j, e)) < 0 ||
-	    (rc = loop_open(&p->loop, e)) < 0 ||
+	if ((rc = loop_open(&p->loop, e)) < 0 ||
+	    (rc = sync_open(&p->sync, cfg, j, p->loop, e)) < 0 ||
 	    (rc = loop_timer_add(&p->sync_tick, p->loop, peering_sync_tick, p,
 	    e)) < 0 ||
 	    (rc = loop_timer_add(&p->tick, p->loop, peering_tick, p, e)) < 0 ||

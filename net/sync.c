@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "history.h"
+#include "jobs.h"
 #include "log.h"
 #include "loop.h"
 #include "sync.h"
@@ -45,6 +46,7 @@
 #define SYNC_CAT_PEER_MAX	JOURNAL_MAX_DEVICES /* entries from one peer */
 #define SYNC_SANE		(1ull << 62)	/* revisions, offsets below it */
 #define SYNC_HOPS_MAX		32		/* a longer chain: no path */
+#define SYNC_APPLY_MAX		(8u << 20)	/* received, not yet written, a peer */
 
 struct cat {
 	struct wire_cat_entry *e;	/* entries, in arrival order */
@@ -89,6 +91,10 @@ struct sync_peer {
 	size_t partial;			/* of the bulk frame being received */
 	uint64_t bulk_rx_ms;		/* when bulk bytes last came from it */
 	uint64_t added_ms;		/* when it became active */
+	size_t applying;		/* bytes posted to the job thread */
+	unsigned jobs;			/* its jobs not done yet */
+	bool paused;			/* not reading: too much applying */
+	bool gone;			/* deleted; freed by its last job */
 	struct sync_peer *next;
 };
 
@@ -104,6 +110,7 @@ struct follow {
 	uint64_t progress_ms;		/* subscribed, or last applied */
 	uint64_t head_seen;		/* our head at progress_ms */
 	uint64_t up_head;		/* the upstream's, from its stream */
+	uint64_t queued;		/* the last revision posted to be written */
 	uint8_t hops;			/* ours, while up != NULL */
 	char avoid[WIRE_ID_MAX + 1];	/* a peer that stalled or refused */
 	uint64_t avoid_until_ms;
@@ -138,6 +145,7 @@ struct peer_counters {
 struct sync {
 	const struct config *cfg;
 	struct journal *journal;
+	struct jobs *jobs;		/* the store writes of replication */
 	pthread_mutex_t cat_lock;	/* protects every peer's cat, peers list */
 	struct sync_peer *peers;
 	struct follow *follow;		/* net thread */
@@ -483,7 +491,12 @@ sync_subscribe(struct sync *s, uint32_t idx, struct follow *f,
 	snprintf(m.device, sizeof(m.device), "%s",
 	    journal_id(s->journal, idx, &(size_t){0}));
 	m.epoch = journal_epoch(s->journal, idx);
-	m.from = journal_head(s->journal, idx) + 1;
+	/* after what is held, and what is on its way to the store */
+	m.from = journal_head(s->journal, idx);
+	if (f->queued > m.from)
+		m.from = f->queued;
+	m.from++;
+	f->queued = m.from - 1;
 	m.sub = ++s->next_sub;
 	buf_reset(&s->frame);
 	if (wire_subscribe_encode(&s->frame, &m) < 0)
@@ -1152,15 +1165,137 @@ sync_resubscribe(struct sync *s, uint32_t idx, struct follow *f)
 		sync_evaluate_device(s, idx);
 }
 
+/*
+ * Writing to the store: a job (jobs.h) per EVENTS frame and per snapshot
+ * received whole.  The net thread checks a frame against the stream and
+ * hands over a copy; the job thread writes; the done call, back in the net
+ * thread, notes progress or subscribes again.  A peer whose writes pile up
+ * past SYNC_APPLY_MAX is not read from until they drain (TCP pushes back).
+ */
+enum write_kind { WRITE_EVENTS, WRITE_RESET, WRITE_INSTALL };
+
+struct write_job {
+	struct sync *s;
+	struct sync_peer *sp;
+	enum write_kind kind;
+	uint32_t idx, sub;
+	uint64_t first, head;		/* EVENTS: first revision, sender's head */
+	uint32_t count;
+	uint64_t rev, offset;		/* snapshots */
+	struct buf snap;		/* snapshots: the payload */
+	size_t len;
+	int rc;
+	struct err e;
+	char lines[];			/* EVENTS */
+};
+
+static void
+sync_write_run(void *arg)
+{
+	struct write_job *w = arg;
+	struct journal *j = w->s->journal;
+	const char *snap = w->snap.data ? w->snap.data : "";
+
+	err_clear(&w->e);
+	switch (w->kind) {
+	case WRITE_EVENTS:
+		w->rc = journal_apply(j, w->idx, w->first, w->lines, w->len,
+		    w->count, &w->e);
+		break;
+	case WRITE_RESET:
+		w->rc = journal_replica_reset(j, w->idx, w->rev, w->offset, snap,
+		    w->snap.len, &w->e);
+		break;
+	case WRITE_INSTALL: {
+		struct journal_info in;
+
+		/* a newer snapshot of events held (those before it written) */
+		journal_info(j, w->idx, &in);
+		w->rc = w->rev <= in.head && w->rev > in.snapshot_rev ?
+		    journal_snapshot_install(j, w->idx, w->rev, snap,
+		    w->snap.len, &w->e) : 0;
+		break;
+	}
+	}
+}
+
+static void sync_peer_free(struct sync_peer *sp);
+
+static void
+sync_write_done(void *arg)
+{
+	struct write_job *w = arg;
+	struct sync *s = w->s;
+	struct sync_peer *sp = w->sp;
+	const char *dev = journal_id(s->journal, w->idx, &(size_t){0});
+	struct follow *f = sync_follow(s, w->idx);
+	bool current = !sp->gone && f != NULL && f->up == sp && f->sub == w->sub;
+
+	sp->applying -= w->len;
+	if (sp->paused && !sp->gone && sp->applying <= SYNC_APPLY_MAX / 2) {
+		sp->paused = false;
+		conn_set_reading(sp->conn, true);
+	}
+	if (w->rc == 0 && w->kind == WRITE_EVENTS) {
+		atomic_fetch_add_explicit(&s->applied, w->count,
+		    memory_order_relaxed);
+		sp->events_in += w->count;
+		sp->bytes_in += w->len;
+		if (current) {
+			f->progress_ms = loop_now_ms();
+			f->head_seen = w->first + w->count - 1;
+			if (w->head > f->up_head)
+				f->up_head = w->head;
+		}
+	} else if (w->rc == 0 && current) {
+		f->progress_ms = loop_now_ms();
+	} else if (w->rc < 0) {
+		log_warnx("device %s: %s from %s not applied: %s", dev,
+		    w->kind == WRITE_EVENTS ? "events" : "snapshot",
+		    sp->gone ? "a peer now gone" : sp->id, w->e.msg);
+		if (f != NULL) {
+			/* what follows it in the queue fails the same way */
+			f->queued = journal_head(s->journal, w->idx);
+		}
+		if (w->rc == -EPROTO && !sp->gone)
+			conn_close(sp->conn, "bad events from the peer");
+		else if (current)
+			sync_resubscribe(s, w->idx, f);
+	}
+	buf_release(&w->snap);
+	if (--sp->jobs == 0 && sp->gone)
+		sync_peer_free(sp);
+	free(w);
+}
+
+/* Hands w to the job thread; false (w freed) when out of memory. */
+static bool
+sync_write_post(struct sync *s, struct sync_peer *sp, struct write_job *w)
+{
+	w->s = s;
+	w->sp = sp;
+	if (jobs_post(s->jobs, sync_write_run, sync_write_done, w) < 0) {
+		buf_release(&w->snap);
+		free(w);
+		return false;
+	}
+	sp->jobs++;
+	sp->applying += w->len;
+	if (!sp->paused && sp->applying > SYNC_APPLY_MAX) {
+		sp->paused = true;
+		conn_set_reading(sp->conn, false);
+	}
+	return true;
+}
+
 static int
 sync_on_events(struct sync *s, struct sync_peer *sp, const uint8_t *p,
     size_t n)
 {
 	struct wire_events m;
+	struct write_job *w;
 	struct follow *f;
-	struct err e;
 	uint32_t idx;
-	int rc;
 
 	if (wire_events_decode(p, n, &m) < 0)
 		return -EPROTO;
@@ -1169,37 +1304,32 @@ sync_on_events(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 		    memory_order_relaxed);
 		return 0;	/* an old subscription's frames in flight */
 	}
-	err_clear(&e);
-	rc = journal_apply(s->journal, idx, m.first, (const char *)m.lines,
-	    m.len, m.count, &e);
-	if (rc == -ESTALE) {
-		log_warnx("device %s: events from %s discarded: %s; "
-		    "subscribing again", m.device, sp->id, e.msg);
+	if (m.first != f->queued + 1) {
+		log_warnx("device %s: events from %s discarded: revision %llu "
+		    "is not the next (%llu); subscribing again", m.device,
+		    sp->id, (unsigned long long)m.first,
+		    (unsigned long long)f->queued + 1);
 		sync_resubscribe(s, idx, f);
 		return 0;
 	}
-	if (rc < 0) {
-		log_warnx("device %s: events from %s not applied: %s", m.device,
-		    sp->id, e.msg);
-		return rc == -EPROTO ? -EPROTO : 0;
+	if ((w = calloc(1, sizeof(*w) + m.len)) == NULL) {
+		sync_resubscribe(s, idx, f);	/* nothing lost: asked again */
+		return 0;
 	}
-	f->progress_ms = loop_now_ms();
-	f->head_seen = m.first + m.count - 1;
-	if (m.head > f->up_head)
-		f->up_head = m.head;
-	sp->events_in += m.count;
-	sp->bytes_in += m.len;
-	atomic_fetch_add_explicit(&s->applied, m.count, memory_order_relaxed);
+	w->kind = WRITE_EVENTS;
+	w->idx = idx;
+	w->sub = m.sub;
+	w->first = m.first;
+	w->head = m.head;
+	w->count = m.count;
+	w->len = m.len;
+	memcpy(w->lines, m.lines, m.len);
+	if (!sync_write_post(s, sp, w)) {
+		sync_resubscribe(s, idx, f);
+		return 0;
+	}
+	f->queued = m.first + m.count - 1;
 	return 0;
-}
-
-static uint64_t
-sync_snapshot_rev(struct sync *s, uint32_t idx)
-{
-	struct journal_info in;
-
-	journal_info(s->journal, idx, &in);
-	return in.snapshot_rev;
 }
 
 static int
@@ -1208,9 +1338,7 @@ sync_on_snapshot(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 {
 	struct wire_snapshot m;
 	struct follow *f;
-	struct err e;
 	uint32_t idx;
-	int rc = 0;
 
 	if (wire_snapshot_decode(p, n, &m) < 0 || m.total > JOURNAL_SNAPSHOT_MAX)
 		return -EPROTO;
@@ -1243,26 +1371,31 @@ sync_on_snapshot(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	f->progress_ms = loop_now_ms();		/* a chunk is progress */
 	if (f->rx->data.len < f->rx->total)
 		return 0;
-	err_clear(&e);
-	if (f->rx->mode == WIRE_SNAP_RESET)
-		rc = journal_replica_reset(s->journal, idx, f->rx->rev,
-		    f->rx->offset, f->rx->data.data ? f->rx->data.data : "",
-		    f->rx->data.len, &e);
-	else if (f->rx->rev <= journal_head(s->journal, idx) &&
-	    f->rx->rev > sync_snapshot_rev(s, idx))
-		rc = journal_snapshot_install(s->journal, idx, f->rx->rev,
-		    f->rx->data.data ? f->rx->data.data : "", f->rx->data.len,
-		    &e);
-	if (rc < 0)
-		log_warnx("device %s: snapshot from %s not applied: %s",
-		    m.device, sp->id, e.msg);
-	else
-		f->progress_ms = loop_now_ms();
-	buf_release(&f->rx->data);
-	free(f->rx);
-	f->rx = NULL;
-	if (rc == -ESTALE)
-		sync_resubscribe(s, idx, f);
+	{
+		struct write_job *w = calloc(1, sizeof(*w));
+
+		if (w == NULL) {
+			buf_release(&f->rx->data);
+			free(f->rx);
+			f->rx = NULL;
+			sync_resubscribe(s, idx, f);
+			return 0;
+		}
+		w->kind = f->rx->mode == WIRE_SNAP_RESET ? WRITE_RESET :
+		    WRITE_INSTALL;
+		w->idx = idx;
+		w->sub = m.sub;
+		w->rev = f->rx->rev;
+		w->offset = f->rx->offset;
+		w->snap = f->rx->data;		/* the job's now */
+		w->len = w->snap.len;
+		free(f->rx);
+		f->rx = NULL;
+		if (w->kind == WRITE_RESET && w->rev > f->queued)
+			f->queued = w->rev;
+		if (!sync_write_post(s, sp, w))
+			sync_resubscribe(s, idx, f);
+	}
 	return 0;
 }
 
@@ -1383,9 +1516,19 @@ sync_peer_del(struct sync *s, struct sync_peer *sp)
 	while (sp->nserves > 0)
 		sync_serve_drop(sp, &sp->serves[0]);
 	free(sp->serves);
+	sp->serves = NULL;
 	cat_free(&sp->cat);
-	free(sp);
+	sp->conn = NULL;
+	sp->gone = true;
+	if (sp->jobs == 0)
+		sync_peer_free(sp);	/* else its last job's done frees it */
 	sync_counters_publish(s);
+}
+
+static void
+sync_peer_free(struct sync_peer *sp)
+{
+	free(sp);
 }
 
 /*
@@ -1504,9 +1647,10 @@ sync_tick(struct sync *s)
 
 int
 sync_open(struct sync **out, const struct config *cfg, struct journal *j,
-    struct err *e)
+    struct loop *l, struct err *e)
 {
 	struct sync *s;
+	int rc;
 
 	*out = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
@@ -1526,6 +1670,10 @@ sync_open(struct sync **out, const struct config *cfg, struct journal *j,
 		sync_close(s);
 		return err_set(e, -ENOMEM, "out of memory");
 	}
+	if ((rc = jobs_open(&s->jobs, l, e)) < 0) {
+		sync_close(s);
+		return rc;
+	}
 	*out = s;
 	return 0;
 }
@@ -1537,6 +1685,7 @@ sync_close(struct sync *s)
 		return;
 	while (s->peers != NULL)
 		sync_peer_del(s, s->peers);
+	jobs_close(s->jobs);	/* the writes received are made; peers freed */
 	for (size_t i = 0; i < s->nfollow; i++) {
 		if (s->follow[i].rx != NULL) {
 			buf_release(&s->follow[i].rx->data);

@@ -34,12 +34,17 @@
 #include "conn.h"
 #include "err.h"
 #include "journal.h"
+#include "loop.h"
 
 struct sync;
 struct sync_peer;
 
+/*
+ * Opens the replication state of the net thread that runs l; its writes to
+ * the store go to a job thread of its own (jobs.h).
+ */
 int sync_open(struct sync **out, const struct config *cfg, struct journal *j,
-    struct err *e);
+    struct loop *l, struct err *e);
 void sync_close(struct sync *s);
 
 /* A peer became active on c; sends it our catalogue. */

@@ -55,14 +55,14 @@ def events(device, sub, first, lines, head=None):
                                                  len(blob)) + blob)
 
 
-def client(certs_dir, node_id, port, ca="ca1"):
+def client(certs_dir, node_id, port, ca="ca1", timeout=10):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(os.path.join(certs_dir, "ca1", "ca.pem"))
     d = os.path.join(certs_dir, ca)
     ctx.load_cert_chain(os.path.join(d, node_id + ".pem"), os.path.join(d, node_id + ".key"))
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     return ctx.wrap_socket(raw)
 
 
