@@ -757,10 +757,11 @@ journal_txn_add(struct journal_txn *t, const char *data, size_t len,
     struct err *e)
 {
 	unsigned char k[KEYS_EVENT_LEN], rk[KEYS_REV_LEN], rv[8];
+	uint32_t max = t->replica ? JOURNAL_EVENT_MAX : t->j->max_event_bytes;
 
-	if (len > t->j->max_event_bytes && !t->replica)
+	if (len > max)
 		return err_set(e, -EFBIG, "event of %zu bytes over the limit "
-		    "of %u", len, t->j->max_event_bytes);
+		    "of %u", len, max);
 	if (memchr(data, '\n', len) != NULL)
 		return err_set(e, -EINVAL, "event holds a newline");
 	keys_event(k, t->d->devno, t->offset, t->rev);

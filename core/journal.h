@@ -200,6 +200,11 @@ ssize_t journal_read_range(struct journal *j, uint32_t idx, uint64_t *rev,
  * -EFBIG, -EIO.  Blocks on the store; does not stop appenders.
  */
 #define JOURNAL_SNAPSHOT_MAX	(64u << 20)
+/*
+ * The largest event: limits.max_event_bytes' bound.  A replica takes any
+ * event its source took, up to this, whatever its own limit.
+ */
+#define JOURNAL_EVENT_MAX	(4u << 20)
 int journal_snapshot_install(struct journal *j, uint32_t idx, uint64_t rev,
     const char *data, size_t len, struct err *e);
 

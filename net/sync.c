@@ -41,7 +41,7 @@
 #define SYNC_AVOID_MS		60000		/* how long a refusal is avoided */
 #define SYNC_MAX_CONFLICTS	256
 #define SYNC_SETTLE_MS		1000		/* a new id waits for every epoch */
-#define SYNC_EVENT_MAX		(4u << 20)	/* limits.max_event_bytes' bound */
+#define SYNC_EVENT_MAX		JOURNAL_EVENT_MAX
 #define SYNC_RESERVE		(1u << 20)	/* send queue kept for control */
 #define SYNC_CAT_PEER_MAX	JOURNAL_MAX_DEVICES /* entries from one peer */
 #define SYNC_SANE		(1ull << 62)	/* revisions, offsets below it */
@@ -111,6 +111,7 @@ struct follow {
 	uint64_t head_seen;		/* our head at progress_ms */
 	uint64_t up_head;		/* the upstream's, from its stream */
 	uint64_t queued;		/* the last revision posted to be written */
+	uint64_t hold_until_ms;		/* followed from no one till then */
 	uint8_t hops;			/* ours, while up != NULL */
 	char avoid[WIRE_ID_MAX + 1];	/* a peer that stalled or refused */
 	uint64_t avoid_until_ms;
@@ -651,7 +652,8 @@ sync_evaluate_device(struct sync *s, uint32_t idx)
 	uint64_t now = loop_now_ms(), head;
 	const char *id;
 
-	if (f == NULL || journal_is_local(s->journal, idx))
+	if (f == NULL || journal_is_local(s->journal, idx) ||
+	    now < f->hold_until_ms)
 		return;
 	id = journal_id(s->journal, idx, &(size_t){0});
 	head = journal_head(s->journal, idx);
@@ -1257,10 +1259,19 @@ sync_write_done(void *arg)
 			/* what follows it in the queue fails the same way */
 			f->queued = journal_head(s->journal, w->idx);
 		}
-		if (w->rc == -EPROTO && !sp->gone)
+		if (w->rc == -EPROTO && !sp->gone) {
 			conn_close(sp->conn, "bad events from the peer");
-		else if (current)
+		} else if (w->rc == -EFBIG && current) {
+			/*
+			 * Over our limits.max_event_bytes: every holder has
+			 * the same event, so the device waits (asked again
+			 * after SYNC_AVOID_MS, in case the limit was raised).
+			 */
+			sync_unsubscribe(s, w->idx, f);
+			f->hold_until_ms = loop_now_ms() + SYNC_AVOID_MS;
+		} else if (current) {
 			sync_resubscribe(s, w->idx, f);
+		}
 	}
 	buf_release(&w->snap);
 	if (--sp->jobs == 0 && sp->gone)

@@ -89,3 +89,44 @@ def test_frozen_disk_does_not_stop_the_peering(nodes, certs, disk):
     wait_converged(a, "dev", b)
     assert b.info("dev")["head"] == 2000
     b.stop()
+
+
+def test_events_of_any_size_up_to_the_limit(nodes, certs):
+    """An event larger than a frame's budget travels whole in a frame of
+    its own, up to the 4 MiB bound of limits.max_event_bytes; a replica
+    keeps what its source took even when its own limit is lower; an event
+    over the bound from a peer is refused with a reason in the log, and
+    the replica holds what came before."""
+    big = conf(extra="limits: { max_event_bytes = 4194304; };\n")
+    small = conf(extra="limits: { max_event_bytes = 65536; };\n")
+    a = start(nodes, certs, "a", config=big)
+    b = start(nodes, certs, "b", [a.port], config=big)
+    c = start(nodes, certs, "c", [a.port], config=small)
+    os.mkdir(a.path("dev"))
+    bulk(a, "dev", ["small-%d" % i for i in range(100)])
+    wait_converged(a, "dev", b, c)
+    with open(a.path("dev", "events"), "ab") as f:
+        f.write(b"B" * (3 << 20) + b"\n")
+        f.write(b"after\n")
+    wait_converged(a, "dev", b, c)
+    assert b.info("dev")["head"] == 102 and c.info("dev")["head"] == 102
+    # x, a source of its own, sends b an event of 5 MiB (a frame may be 8)
+    c_, r = wp.client(str(certs), "x", b.port), None
+    try:
+        c_.sendall(wp.hello("x"))
+        r = wp.Reader(c_)
+        assert r.until(wp.HELLO) is not None
+        c_.sendall(wp.catalogue([{"device": "huge", "epoch": 5, "source": "x",
+                                   "head": 2, "role": 0}]))
+        f = r.until(wp.SUBSCRIBE, timeout=15)
+        assert f is not None
+        dev, epoch, from_rev, sub = wp.parse_subscribe(f[1])
+        c_.sendall(wp.events("huge", sub, 1, [b"one"], head=2))
+        c_.sendall(wp.events("huge", sub, 2, [b"H" * (5 << 20)]))
+        wait_for(lambda: "over the limit of %d" % (4 << 20) in b.log(),
+                 what="b's refusal")
+        wp.barrier(c_, r)
+        assert b.info("huge")["head"] == 1
+        assert "x" in b.active()      # refused the event, kept the peer
+    finally:
+        c_.close()
