@@ -33,8 +33,10 @@
 #define JOURNAL_CHUNK_SHIFT	10
 #define JOURNAL_CHUNK		(1u << JOURNAL_CHUNK_SHIFT)
 #define JOURNAL_NCHUNKS		(JOURNAL_MAX_DEVICES / JOURNAL_CHUNK)
-#define DEVREC_VERSION		1
-#define DEVREC_MAX		(1 + 4 + 8 * 6 + 1 + JOURNAL_NODE_MAX)
+#define DEVREC_VERSION		2	/* 2: a flags byte; 1 is read too */
+#define DEVREC_MAX		(1 + 4 + 8 * 6 + 1 + 1 + JOURNAL_NODE_MAX)
+#define DEVREC_HELD		0x01	/* our id as source, a wiped node's old
+					   journal: held as a replica */
 
 struct device {
 	pthread_mutex_t lock;		/* serialises appends */
@@ -46,7 +48,8 @@ struct device {
 	char source[JOURNAL_NODE_MAX + 1];
 	uint64_t epoch;
 	uint64_t created_ns;
-	bool local;
+	bool local;			/* the source: appends go here */
+	bool held;			/* sourced here once, now a replica */
 	_Atomic uint64_t first;		/* written under meta_lock */
 	_Atomic uint64_t first_offset;	/* written under meta_lock */
 	_Atomic uint64_t head;		/* written under lock */
@@ -239,6 +242,7 @@ devrec_encode(const struct device *d, unsigned char *p)
 	keys_put_u64(q, atomic_load(&d->first_offset)), q += 8;
 	keys_put_u64(q, atomic_load(&d->snapshot_rev)), q += 8;
 	keys_put_u64(q, atomic_load(&d->snapshot_len)), q += 8;
+	*q++ = d->held ? DEVREC_HELD : 0;
 	*q++ = (unsigned char)srclen;
 	memcpy(q, d->source, srclen);
 	return (size_t)(q - p) + srclen;
@@ -247,9 +251,10 @@ devrec_encode(const struct device *d, unsigned char *p)
 static int
 devrec_decode(struct device *d, const unsigned char *p, size_t len)
 {
-	size_t srclen;
+	size_t srclen, at = 53;		/* the flags (2), or srclen (1) */
 
-	if (len < 1 + 4 + 8 * 6 + 1 || p[0] != DEVREC_VERSION)
+	if (len < 1 + 4 + 8 * 6 + 1 || (p[0] != 1 && p[0] != DEVREC_VERSION) ||
+	    (p[0] == 2 && len < 1 + 4 + 8 * 6 + 2))
 		return -EPROTO;
 	d->devno = keys_get_u32(p + 1);
 	d->epoch = keys_get_u64(p + 5);
@@ -258,10 +263,15 @@ devrec_decode(struct device *d, const unsigned char *p, size_t len)
 	atomic_store(&d->first_offset, keys_get_u64(p + 29));
 	atomic_store(&d->snapshot_rev, keys_get_u64(p + 37));
 	atomic_store(&d->snapshot_len, keys_get_u64(p + 45));
-	srclen = p[53];
-	if (srclen > JOURNAL_NODE_MAX || len != 54 + srclen)
+	if (p[0] == 2) {
+		if ((p[at] & ~DEVREC_HELD) != 0)
+			return -EPROTO;
+		d->held = (p[at++] & DEVREC_HELD) != 0;
+	}
+	srclen = p[at++];
+	if (srclen > JOURNAL_NODE_MAX || len != at + srclen)
 		return -EPROTO;
-	memcpy(d->source, p + 54, srclen);
+	memcpy(d->source, p + at, srclen);
 	d->source[srclen] = '\0';
 	return 0;
 }
@@ -376,7 +386,7 @@ journal_load(struct journal *j, struct err *e)
 			device_free(d);
 			goto out;
 		}
-		d->local = strcmp(d->source, j->node_id) == 0;
+		d->local = strcmp(d->source, j->node_id) == 0 && !d->held;
 		d->hops = JOURNAL_HOPS_NONE;
 		atomic_store(&d->mtime_ns, d->created_ns);
 		if ((rc = journal_load_bounds(j, d, e)) < 0 ||
@@ -548,9 +558,6 @@ journal_create_replica(struct journal *j, const char *id, size_t len,
     uint64_t epoch, const char *source, uint64_t created_ns, uint32_t *idx,
     struct err *e)
 {
-	if (strcmp(source, j->node_id) == 0)
-		return err_set(e, -EINVAL, "device %.*s: a replica of ourselves",
-		    (int)len, id);
 	return journal_create_device(j, id, len, &epoch, source, created_ns,
 	    idx, e);
 }
@@ -596,7 +603,9 @@ journal_create_device(struct journal *j, const char *id, size_t len,
 	}
 	atomic_store(&d->mtime_ns, d->created_ns);
 	snprintf(d->source, sizeof(d->source), "%s", source);
-	d->local = strcmp(source, j->node_id) == 0;
+	/* a journal of ours that we do not hold: a replica (SPEC §8.9) */
+	d->held = epoch != NULL && strcmp(source, j->node_id) == 0;
+	d->local = strcmp(source, j->node_id) == 0 && !d->held;
 	d->hops = JOURNAL_HOPS_NONE;
 	atomic_store(&d->first, 1);
 	atomic_store(&d->head, 0);
@@ -629,6 +638,7 @@ journal_info(struct journal *j, uint32_t idx, struct journal_info *out)
 	out->epoch = d->epoch;
 	out->created_ns = d->created_ns;
 	out->local = d->local;
+	out->held = d->held;
 	/* head/end before first: a reader never sees first > head + 1 */
 	out->end_offset = atomic_load(&d->end_offset);
 	out->head = atomic_load(&d->head);

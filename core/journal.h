@@ -55,6 +55,8 @@ struct journal_info {
 	uint64_t snapshot_rev;		/* revision the latest snapshot covers */
 	uint64_t snapshot_len;		/* bytes of its payload */
 	bool local;			/* this node is the source */
+	bool held;	/* our id is the source, but a wiped data dir lost it:
+			   a replica, read-only (SPEC §8.9) */
 };
 
 struct journal_stats {
@@ -251,6 +253,11 @@ int64_t journal_compact(struct journal *j, uint32_t idx, uint64_t first,
  * events only through journal_apply(), which accepts revision head + 1 and
  * nothing else (-ESTALE).  The lines are "payload\n" each; offsets follow
  * the source's because they are the same sums.
+ */
+/*
+ * source may be this node's id: a journal it sourced before its data dir
+ * was lost, found on peers; it is held as a replica (info's held), read
+ * only, and never appended to under that epoch again (SPEC §8.9).
  */
 int journal_create_replica(struct journal *j, const char *id, size_t len,
     uint64_t epoch, const char *source, uint64_t created_ns, uint32_t *idx,

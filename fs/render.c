@@ -161,6 +161,7 @@ render_info(struct odofs *o, uint32_t dev, struct buf *out)
 	    r.upstream_head - in.head : 0));
 	rc |= r.progress_ns ? buf_printf(out, "%.3f", r.progress_ns / 1e9) :
 	    buf_printf(out, "null");
+	rc |= buf_printf(out, ",\"held\":%s", in.held ? "true" : "false");
 	rc |= buf_printf(out, ",\"local\":%s,\"created_ns\":%llu,"
 	    "\"first\":%llu,\"head\":%llu,\"first_offset\":%llu,"
 	    "\"end_offset\":%llu,\"bytes\":%llu,\"snapshot\":%llu}\n",

@@ -5,20 +5,23 @@
  * active is added (and receives our whole catalogue), its replication
  * frames are handed here, and it is removed when its connection ends.
  *
- *  - Catalogues: every device with epoch, source, first, head, snapshot
- *    and our role; whole on activation, then what changed, each tick.
+ *  - Catalogues: every device with epoch, source, first, head, snapshot,
+ *    our role, upstream and hops to the source; whole on activation, then
+ *    what changed (appends only now and then, never to a peer that follows
+ *    the device from us: its stream carries our head).
  *  - Following: for each device this node does not source and that
- *    sync.devices selects, subscribe to the peer with the highest head
- *    (the source on ties) from our head + 1; re-evaluated when catalogues
- *    change, on connect and disconnect, every sync.evaluate_ms, and when a
- *    subscription makes no progress for sync.stall_ms while its upstream
- *    is ahead.  Only revision head + 1 is applied.
+ *    sync.devices selects, one upstream: loop-free, closest to the source,
+ *    and kept while it makes progress (SPEC §8.2); subscribed from our
+ *    head + 1; what arrives is written by a job thread (jobs.h), only
+ *    revision head + 1.
  *  - Serving: a snapshot first when the subscriber is behind our first
- *    retained event, then events from the store, then live, paced by the
- *    connection's send queue: nothing is buffered per subscriber beyond it.
+ *    retained event, then events from the store, then live, one frame at a
+ *    time sized to the link: nothing is buffered per subscriber beyond it.
  *  - Conflicts (§8.9): an id with another epoch, or another source, is
  *    never merged; it is logged and shown, and a node new to the id follows
  *    the oldest creation time, then the smaller source id.
+ *
+ * The modules behind this header, and what they share: sync_impl.h.
  *
  * Threads: everything in the net thread, except sync_known(),
  * sync_render_json() and sync_render_metrics(), which any thread may call.
