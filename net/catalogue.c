@@ -275,6 +275,78 @@ sync_settled(struct sync *s)
 	return true;
 }
 
+/*
+ * Making a replica is a store write (synced with durability.sync): the
+ * job thread makes it, and the done call, back here, notes conflicts and
+ * chooses its upstream.  Ids being made are kept in s->creating meanwhile.
+ */
+struct create_job {
+	struct sync *s;
+	struct wire_cat_entry pick;
+	uint32_t idx;
+	int rc;
+	struct err e;
+};
+
+static void
+sync_create_run(void *arg)
+{
+	struct create_job *c = arg;
+
+	err_clear(&c->e);
+	c->rc = journal_create_replica(c->s->journal, c->pick.device,
+	    strlen(c->pick.device), c->pick.epoch, c->pick.source,
+	    c->pick.created_ns, &c->idx, &c->e);
+}
+
+static void
+sync_create_done(void *arg)
+{
+	struct create_job *c = arg;
+	struct sync *s = c->s;
+
+	if (--s->ncreating == 0)
+		cat_clear(&s->creating);
+	if (c->rc < 0) {
+		log_warnx("device %s: replica not created: %s", c->pick.device,
+		    c->e.msg);
+		free(c);
+		return;
+	}
+	log_info("device %s: replica of %s (epoch %016llx) created",
+	    c->pick.device, c->pick.source, (unsigned long long)c->pick.epoch);
+	/* every peer's entry may now conflict with the one we chose */
+	for (struct sync_peer *q = s->peers; q != NULL; q = q->next) {
+		const struct wire_cat_entry *o = cat_find(&q->cat,
+		    c->pick.device);
+
+		if (o != NULL && !sync_same(s, c->idx, o))
+			sync_conflict(s, c->idx, q, o);
+	}
+	sync_evaluate_device(s, c->idx);
+	free(c);
+}
+
+static void
+sync_create(struct sync *s, const struct wire_cat_entry *pick)
+{
+	struct create_job *c;
+
+	if (cat_find(&s->creating, pick->device) != NULL ||
+	    (c = calloc(1, sizeof(*c))) == NULL)
+		return;		/* under way; or asked again next catalogue */
+	c->s = s;
+	c->pick = *pick;
+	if (cat_put(&s->creating, pick) < 0 ||
+	    jobs_post(s->jobs, sync_create_run, sync_create_done, c) < 0) {
+		free(c);
+		if (s->ncreating == 0)
+			cat_clear(&s->creating);
+		return;
+	}
+	s->ncreating++;
+}
+
 /* A catalogue entry from sp: create the device if new, note conflicts. */
 void
 sync_consider(struct sync *s, struct sync_peer *sp,
@@ -282,7 +354,6 @@ sync_consider(struct sync *s, struct sync_peer *sp,
 {
 	struct wire_cat_entry pick = *e;
 	uint32_t idx;
-	struct err err;
 
 	if (journal_lookup(s->journal, e->device, strlen(e->device), &idx) == 0) {
 		if (!sync_same(s, idx, e)) {
@@ -326,24 +397,7 @@ sync_consider(struct sync *s, struct sync_peer *sp,
 		if (o != NULL && sync_older(o, &pick))
 			pick = *o;
 	}
-	err_clear(&err);
-	if (journal_create_replica(s->journal, pick.device,
-	    strlen(pick.device), pick.epoch, pick.source, pick.created_ns, &idx,
-	    &err) < 0) {
-		log_warnx("device %s: replica not created: %s", pick.device,
-		    err.msg);
-		return;
-	}
-	log_info("device %s: replica of %s (epoch %016llx) created",
-	    pick.device, pick.source, (unsigned long long)pick.epoch);
-	/* every peer's entry may now conflict with the one we chose */
-	for (struct sync_peer *q = s->peers; q != NULL; q = q->next) {
-		const struct wire_cat_entry *o = cat_find(&q->cat, e->device);
-
-		if (o != NULL && !sync_same(s, idx, o))
-			sync_conflict(s, idx, q, o);
-	}
-	sync_evaluate_device(s, idx);
+	sync_create(s, &pick);
 }
 
 int

@@ -238,6 +238,7 @@ sync_close(struct sync *s)
 		}
 	}
 	cat_free(&s->seen);
+	cat_free(&s->creating);
 	free(s->follow);
 	free(s->evbuf);
 	free(s->catbuf);

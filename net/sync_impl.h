@@ -172,6 +172,8 @@ struct sync {
 	_Atomic uint64_t subscribed;	/* subscriptions started */
 	_Atomic uint64_t evaluations;	/* passes over every device */
 	struct cat seen;		/* new ids: created_ns is when first seen */
+	struct cat creating;		/* replicas the job thread is making */
+	unsigned ncreating;
 	bool unsettled;			/* some new id waits in seen */
 
 	pthread_mutex_t view_lock;	/* protects what follows */
