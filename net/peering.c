@@ -13,6 +13,13 @@
  * Every change of the table republishes a copy of what .status and .peers
  * show (struct peer_view) under view_lock, so the FUSE threads never touch
  * the table itself.
+ *
+ * This thread never asks a resolver: addresses learnt from peers and from
+ * the history must be numeric (parsed with AI_NUMERICHOST, which never
+ * blocks), and seeds' names go to the resolver threads (resolve.h).  A
+ * seed under its name has an entry of its own that shows "connecting"
+ * ("resolving") until the answer; the answer gives each address an entry,
+ * which replaces the name's (peering_resolved).
  */
 #include <errno.h>
 #include <netdb.h>
@@ -33,6 +40,7 @@
 #include "log.h"
 #include "loop.h"
 #include "peering.h"
+#include "resolve.h"
 #include "sync.h"
 #include "tls.h"
 #include "wire.h"
@@ -43,6 +51,7 @@
 #define PEERING_FRAME_BUF	(64u << 10)
 #define PEERING_SELF_MAX	16	/* addresses found to be ourselves */
 #define PEERING_KNOWN_MIN	64	/* entries kept: max_peers x 4, at least */
+#define PEERING_RESEED_MS	60000	/* seeds' names resolved again */
 
 enum peer_state {
 	PEER_CONNECTING,
@@ -71,6 +80,7 @@ struct peer {
 	unsigned attempt;			/* failed dials in a row */
 	char reason[PEERING_REASON_MAX];	/* last reason */
 	bool seed;
+	bool resolving;				/* waits for its name's answer */
 	bool hello_in;				/* their HELLO arrived */
 	struct conn *conn;
 	struct sync_peer *sp;			/* while active */
@@ -102,6 +112,7 @@ struct peering {
 	int listen_fd;
 	struct loop_fd *listen_h;
 	struct loop_timer *tick;		/* seeds: resolve and add */
+	struct resolver *resolver;		/* seeds' names */
 	struct loop_timer *sync_tick;		/* every peering.tick_ms */
 	struct sync *sync;
 	atomic_bool committed;			/* journal commits to push */
@@ -470,16 +481,46 @@ peer_timer(void *arg)
 	}
 }
 
+/*
+ * A numeric address and port: 0 and *res (free with freeaddrinfo), or an
+ * EAI_* code (EAI_NONAME for a name).  Never asks a resolver.
+ */
 static int
-peering_resolve(const char *host, uint16_t port, int flags,
-    struct addrinfo **res)
+peering_numeric(const char *host, uint16_t port, struct addrinfo **res)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-	    .ai_socktype = SOCK_STREAM, .ai_flags = flags };
+	    .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
 	char ps[8];
 
 	snprintf(ps, sizeof(ps), "%u", port);
 	return getaddrinfo(host, ps, &hints, res);
+}
+
+/*
+ * A seed's entry under its name: the resolver threads look the name up
+ * and the entry waits, connecting, for the answer (peering_resolved),
+ * without a timer: the answer, however late, moves it on.
+ */
+static void
+peer_resolve(struct peer *pe)
+{
+	char why[PEERING_REASON_MAX];
+	int rc;
+
+	rc = resolve_start(pe->pr->resolver, pe->host);
+	if (rc < 0 && rc != -EALREADY) {
+		snprintf(why, sizeof(why), "resolve %.120s: %s", pe->host,
+		    rc == -EAGAIN ? "too many names being resolved" :
+		    strerror(-rc));
+		peer_lifesupport(pe, why);
+		return;
+	}
+	loop_timer_cancel(pe->timer);
+	pe->resolving = true;
+	pe->hello_in = false;
+	pe->remote[0] = '\0';
+	peer_set_state(pe, PEER_CONNECTING, "resolving");
 }
 
 static void
@@ -491,7 +532,7 @@ peer_dial(struct peer *pe)
 	struct err e;
 	int rc;
 
-	if (atomic_load(&p->stopping) || pe->conn != NULL)
+	if (atomic_load(&p->stopping) || pe->conn != NULL || pe->resolving)
 		return;
 	if (!peering_may_dial(p)) {
 		/* known, not connected: tried again when a slot may be free */
@@ -501,12 +542,15 @@ peer_dial(struct peer *pe)
 		return;
 	}
 	/*
-	 * Seeds are names an administrator gave; anything learnt from peers
-	 * must be a numeric address, so that no peer can make this thread
-	 * wait on a resolver.
+	 * Seeds are names an administrator gave, and go to the resolver
+	 * threads; anything learnt from peers must be a numeric address, so
+	 * that no peer can make us ask a resolver at all.
 	 */
-	rc = peering_resolve(pe->host, pe->port, pe->seed ? 0 : AI_NUMERICHOST,
-	    &res);
+	rc = peering_numeric(pe->host, pe->port, &res);
+	if (rc == EAI_NONAME && pe->seed) {
+		peer_resolve(pe);
+		return;
+	}
 	if (rc != 0) {
 		snprintf(why, sizeof(why), "resolve %.120s: %.60s", pe->host,
 		    gai_strerror(rc));
@@ -976,21 +1020,54 @@ peering_is_self(const struct peering *p, const char *host, uint16_t port)
 	return false;
 }
 
+/* One numeric address of a seed (name: the name it came from, or NULL). */
+static void
+peering_add_seed_addr(struct peering *p, const char *num, uint16_t port,
+    const char *name)
+{
+	struct peer *pe;
+
+	if (peering_is_self(p, num, port))
+		return;
+	if ((pe = peering_find_addr(p, num, port, NULL)) != NULL) {
+		pe->seed = true;
+		return;
+	}
+	if ((pe = peer_new(p, num, port)) == NULL)
+		return;
+	pe->seed = true;
+	if (name != NULL)
+		log_info("peer ? (%s:%u) from seed %s", num, port, name);
+	peer_dial(pe);
+}
+
 /*
- * Seeds: every address a seed's name resolves to gets an entry; a seed
- * that does not resolve gets one under its name, retried with backoff.
+ * Seeds: every address a seed's name resolves to gets an entry, when the
+ * resolver threads answer (peering_resolved); a numeric seed gets one at
+ * once.  At the start (first) a name gets an entry of its own, which
+ * waits connecting for the answer, and on lifesupport, retried with
+ * backoff, while the name does not resolve.  Later the names are only
+ * asked about again: the answer adds any new address.
  */
 static void
-peering_add_seed(struct peering *p, const char *addr)
+peering_add_seed(struct peering *p, const char *addr, bool first)
 {
 	char host[PEERING_HOST_MAX + 1], num[PEERING_HOST_MAX + 1];
-	struct addrinfo *res = NULL, *ai;
+	struct addrinfo *res = NULL;
 	uint16_t port;
 	struct peer *pe;
+	int rc;
 
 	if (!peering_split(addr, host, sizeof(host), &port))
 		return;
-	if (peering_resolve(host, port, 0, &res) != 0) {
+	if (peering_numeric(host, port, &res) == 0) {
+		if (getnameinfo(res->ai_addr, res->ai_addrlen, num, sizeof(num),
+		    NULL, 0, NI_NUMERICHOST) == 0)
+			peering_add_seed_addr(p, num, port, NULL);
+		freeaddrinfo(res);
+		return;
+	}
+	if (first) {
 		if (peering_find_addr(p, host, port, NULL) == NULL &&
 		    (pe = peer_new(p, host, port)) != NULL) {
 			pe->seed = true;
@@ -998,20 +1075,61 @@ peering_add_seed(struct peering *p, const char *addr)
 		}
 		return;
 	}
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, num, sizeof(num),
-		    NULL, 0, NI_NUMERICHOST) != 0 || peering_is_self(p, num, port))
+	rc = resolve_start(p->resolver, host);
+	if (rc < 0 && rc != -EALREADY)
+		log_debug("seed %s not resolved again: %s", host,
+		    rc == -EAGAIN ? "too many names being resolved" :
+		    strerror(-rc));
+}
+
+/*
+ * The resolver's answer about a name, for every seed that uses it: on
+ * success each address gets an entry, and the entries under the name
+ * are forgotten (the addresses replace them); on failure the entries that
+ * waited for it go to lifesupport, and a seed's name without an entry
+ * of its own gets one there, retried with backoff.
+ */
+static void
+peering_resolved(void *arg, const struct resolve_answer *a)
+{
+	struct peering *p = arg;
+	char host[PEERING_HOST_MAX + 1], why[PEERING_REASON_MAX];
+	struct peer *pe, *next;
+	uint16_t port;
+
+	if (atomic_load(&p->stopping))
+		return;
+	snprintf(why, sizeof(why), "resolve %.120s: %.60s", a->name,
+	    a->status != 0 ? gai_strerror(a->status) : "no address");
+	for (size_t i = 0; i < p->cfg->npeers; i++) {
+		if (!peering_split(p->cfg->peers[i], host, sizeof(host), &port) ||
+		    strcmp(host, a->name) != 0)
 			continue;
-		if ((pe = peering_find_addr(p, num, port, NULL)) != NULL) {
+		if (a->status == 0) {
+			for (size_t k = 0; k < a->naddrs; k++)
+				peering_add_seed_addr(p, a->addrs[k], port,
+				    a->name);
+		} else if (peering_find_addr(p, host, port, NULL) == NULL &&
+		    (pe = peer_new(p, host, port)) != NULL) {
 			pe->seed = true;
-			continue;
+			peer_lifesupport(pe, why);
 		}
-		if ((pe = peer_new(p, num, port)) == NULL)
-			break;
-		pe->seed = true;
-		peer_dial(pe);
 	}
-	freeaddrinfo(res);
+	for (pe = p->peers; pe != NULL; pe = next) {
+		next = pe->next;	/* entries made here go first: not seen */
+		if (!pe->seed || pe->conn != NULL ||
+		    strcmp(pe->host, a->name) != 0)
+			continue;
+		if (a->status == 0) {
+			for (size_t k = 0; k < a->naddrs; k++)
+				peering_add_seed_addr(p, a->addrs[k], pe->port,
+				    a->name);
+			peer_forget(pe);
+		} else if (pe->resolving) {
+			pe->resolving = false;
+			peer_lifesupport(pe, why);
+		}
+	}
 }
 
 static void
@@ -1031,7 +1149,14 @@ peering_add_history(void *arg, const struct history_entry *h)
 	peer_dial(pe);
 }
 
-/* Re-resolves the seeds now and then: names may gain addresses. */
+static void
+peering_seeds(struct peering *p, bool first)
+{
+	for (size_t i = 0; i < p->cfg->npeers; i++)
+		peering_add_seed(p, p->cfg->peers[i], first);
+}
+
+/* Asks about the seeds' names now and then: names may gain addresses. */
 static void
 peering_tick(void *arg)
 {
@@ -1039,9 +1164,8 @@ peering_tick(void *arg)
 
 	if (atomic_load(&p->stopping))
 		return;
-	for (size_t i = 0; i < p->cfg->npeers; i++)
-		peering_add_seed(p, p->cfg->peers[i]);
-	loop_timer_arm(p->tick, 60000);
+	peering_seeds(p, false);
+	loop_timer_arm(p->tick, PEERING_RESEED_MS);
 }
 
 static void
@@ -1051,6 +1175,7 @@ peering_wake(void *arg)
 	bool open = false;
 
 	if (!atomic_load(&p->stopping)) {
+		resolve_dispatch(p->resolver);
 		if (atomic_exchange(&p->committed, false))
 			sync_pump(p->sync);
 		return;
@@ -1158,7 +1283,9 @@ peering_open(struct peering **out, const struct config *cfg,
 	    (rc = loop_timer_add(&p->sync_tick, p->loop, peering_sync_tick, p,
 	    e)) < 0 ||
 	    (rc = loop_timer_add(&p->tick, p->loop, peering_tick, p, e)) < 0 ||
-	    (rc = loop_task_add(&p->reap, p->loop, peering_reap, p, e)) < 0)
+	    (rc = loop_task_add(&p->reap, p->loop, peering_reap, p, e)) < 0 ||
+	    (rc = resolve_open(&p->resolver, p->loop, peering_resolved, p,
+	    e)) < 0)
 		goto fail;
 	loop_on_wake(p->loop, peering_wake, p);
 	if (listen_fd >= 0 && (rc = loop_fd_add(&p->listen_h, p->loop,
@@ -1176,7 +1303,9 @@ peering_start(struct peering *p, struct err *e)
 {
 	int rc;
 
-	peering_tick(p);
+	/* names go to the resolver threads: nothing here waits for one */
+	peering_seeds(p, true);
+	loop_timer_arm(p->tick, PEERING_RESEED_MS);
 	loop_timer_arm(p->sync_tick, p->cfg->tick_ms);
 	if (history_load(p->journal, peering_add_history, p, e) < 0)
 		log_warnx("peer history not loaded: %s", e->msg);
@@ -1203,6 +1332,8 @@ peering_close(struct peering *p)
 	if (p == NULL)
 		return;
 	peering_stop(p);
+	/* no answer is dispatched any more; lookups under way are abandoned */
+	resolve_close(p->resolver);
 	while (p->peers != NULL) {
 		struct peer *pe = p->peers;
 

@@ -15,9 +15,11 @@
  *
  * Of two connections between the same pair, the one dialled by the smaller
  * id is kept, so both ends choose the same one.  Discovery: the seeds
- * (every address a name resolves to), peer exchange (PEERS frames listing
- * the active peers' listen addresses), and the peer history kept in the
- * store (core/history.h) and redialled at start.
+ * (every address a name resolves to, names being looked up by resolver
+ * threads, resolve.h, so DNS delays neither the mount nor this thread),
+ * peer exchange (PEERS frames listing the active peers' listen
+ * addresses), and the peer history kept in the store (core/history.h)
+ * and redialled at start.
  *
  * Threads: peering_open/start/stop/close from the composition root;
  * peering_render_* from any thread (they read a copy of the peer table
