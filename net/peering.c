@@ -36,6 +36,7 @@
 
 #include "conn.h"
 #include "history.h"
+#include "jobs.h"
 #include "listen.h"
 #include "log.h"
 #include "loop.h"
@@ -670,12 +671,58 @@ peering_split(const char *addr, char *host, size_t hsz, uint16_t *port)
 	return true;
 }
 
+/*
+ * Peer history is a store write: the job thread of replication makes it
+ * (sync_jobs), so activating a peer never waits on the disk.
+ */
+struct history_job {
+	struct journal *journal;
+	struct history_entry h;
+	int rc;
+	struct err e;
+};
+
+static void
+peering_history_run(void *arg)
+{
+	struct history_job *hj = arg;
+
+	err_clear(&hj->e);
+	hj->rc = history_save(hj->journal, &hj->h, &hj->e);
+}
+
+static void
+peering_history_done(void *arg)
+{
+	struct history_job *hj = arg;
+
+	if (hj->rc < 0)
+		log_warnx("peer history not saved: %s: %s", hj->h.id,
+		    hj->e.msg);
+	free(hj);
+}
+
+static void
+peering_history_post(struct peering *p, const struct history_entry *h)
+{
+	struct history_job *hj = calloc(1, sizeof(*hj));
+
+	if (hj != NULL) {
+		hj->journal = p->journal;
+		hj->h = *h;
+	}
+	if (hj == NULL || jobs_post(sync_jobs(p->sync), peering_history_run,
+	    peering_history_done, hj) < 0) {
+		free(hj);
+		log_warnx("peer history not saved: %s: out of memory", h->id);
+	}
+}
+
 static void
 peer_activate(struct peer *pe)
 {
 	struct peering *p = pe->pr;
 	struct history_entry h;
-	struct err e;
 
 	pe->attempt = 0;
 	pe->last_rx_ms = loop_now_ms();
@@ -687,9 +734,7 @@ peer_activate(struct peer *pe)
 		snprintf(h.host, sizeof(h.host), "%s", pe->host);
 		h.port = pe->port;
 		h.last_active = (uint64_t)time(NULL);
-		if (history_save(p->journal, &h, &e) < 0)
-			log_warnx("peer history not saved: %s: %s", pe->id,
-			    e.msg);
+		peering_history_post(p, &h);
 	}
 	peering_exchange(p);
 	if ((pe->sp = sync_peer_add(p->sync, pe->id, pe->conn)) == NULL)

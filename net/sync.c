@@ -420,3 +420,9 @@ sync_streaming(struct sync *s)
 {
 	return atomic_load(&s->streams) > 0;
 }
+
+struct jobs *
+sync_jobs(struct sync *s)
+{
+	return s->jobs;
+}

@@ -37,6 +37,7 @@
 #include "conn.h"
 #include "err.h"
 #include "journal.h"
+#include "jobs.h"
 #include "loop.h"
 
 struct sync;
@@ -49,6 +50,9 @@ struct sync_peer;
 int sync_open(struct sync **out, const struct config *cfg, struct journal *j,
     struct loop *l, struct err *e);
 void sync_close(struct sync *s);
+
+/* The job thread (jobs.h), for the net thread's other store writes. */
+struct jobs *sync_jobs(struct sync *s);
 
 /* A peer became active on c; sends it our catalogue. */
 struct sync_peer *sync_peer_add(struct sync *s, const char *id,

@@ -70,7 +70,9 @@ def test_frozen_disk_does_not_stop_the_peering(nodes, certs, disk):
         c = None
         try:
             c = wp.client(str(certs), "x", b.port, timeout=5)
-            c.sendall(wp.hello("x"))
+            # with a listen address, so b records it in its peer history:
+            # a store write too
+            c.sendall(wp.hello("x", listen="127.0.0.1:%d" % free_port()))
             r = wp.Reader(c)
             assert r.until(wp.HELLO, timeout=5) is not None, "no introduction"
             c.sendall(wp.ping(77))
