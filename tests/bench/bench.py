@@ -1432,6 +1432,66 @@ def w_ls(b):
     return [r12, r12p, r12w]
 
 
+def metric(d, name):
+    """One sample of d's .metrics by name and labels; 0 when absent."""
+    with open(d.p(".metrics")) as f:
+        for line in f:
+            if line.startswith(name + " "):
+                return int(line.split()[1])
+    return 0
+
+
+def w_mesh(b):
+    """13: three nodes in a full mesh with every timer at its default
+    (issue 12): A writes 100 events/s; the latency to a live reader on C,
+    and whether B or C ever switch upstream while it runs."""
+    n = n_(3000, 300, b)
+    r13 = Row("13a", "3-node mesh, 100 ev/s on A -> live reader on C: median", "us",
+              "<=", 2000.0, "nullfs live, 1 node")
+    r13p = Row("13b", "  same: p99", "us", "<=", 20000.0, "nullfs live, 1 node")
+    r13s = Row("13s", "  same: upstream switches on B and C meanwhile", "", "<=", 0.0)
+    names = ["mesh-a", "mesh-b", "mesh-c"]
+    b.gen_certs(names)
+    ports = [free_port() for _ in names]
+    nodes = []
+    try:
+        for i, name in enumerate(names):
+            d = odofs(b, name, extra=peer_args(b, name, ports[i], seeds=ports[:i]))
+            nodes.append(d)
+        A, B, C = nodes
+        wait_for(lambda: all(len(active_peers(d)) == 2 for d in nodes), 30,
+                 "a full mesh of three")
+        for run in range(b.runs):
+            pm, pp = nullfs_live_floor(b, run, n)
+            dev = "mesh-%d" % run
+            os.mkdir(A.p(dev))
+            for d in (B, C):
+                wait_replica(d, dev)
+
+            def follows_a():
+                for d in (B, C):
+                    with open(d.p(dev, "info")) as f:
+                        if json.load(f).get("subscribed_to") != "mesh-a":
+                            return False
+                return True
+            wait_for(follows_a, 30, "B and C following A")
+            subs = [metric(d, "odofs_subscriptions_total") for d in (B, C)]
+            aev = A.p(dev, "events")
+            m, p99 = latency_run(b, C.p(dev, "live"), n,
+                                 lambda r: os.open(aev, os.O_WRONLY | os.O_APPEND),
+                                 interval=0.01)
+            r13.add(m, pm)
+            r13p.add(p99, pp)
+            r13s.add(sum(metric(d, "odofs_subscriptions_total") for d in (B, C)) -
+                     sum(subs))
+            for d in nodes:
+                d.check()
+    finally:
+        for d in reversed(nodes):
+            d.stop()
+    return [r13, r13p, r13s]
+
+
 WORKLOADS = [
     ({1, 2}, w_writes),
     ({3}, w_bulk),
@@ -1443,10 +1503,12 @@ WORKLOADS = [
     ({10}, w_catchup),
     ({11}, w_memory),
     ({12}, w_ls),
+    ({13}, w_mesh),
 ]
 NAMES = {1: "one writer", 2: "eight writers", 3: "bulk", 4: "cat/tail", 5: "fdatasync",
          6: "live latency", 7: "200 live readers", 8: "replication",
-         9: "replicated live latency", 10: "catch-up", 11: "memory", 12: "ls -l"}
+         9: "replicated live latency", 10: "catch-up", 11: "memory", 12: "ls -l",
+         13: "3-node mesh"}
 
 
 def loadavg():
