@@ -69,7 +69,8 @@ typedef int (*sync_handler)(struct sync *s, struct sync_peer *sp,
     const uint8_t *p, size_t n);
 
 /* Replication frames by type; a type without a handler is a bad frame. */
-static const sync_handler sync_handlers[WIRE_REPL_LAST - WIRE_REPL_FIRST + 1] = {
+static const sync_handler
+    sync_handlers[WIRE_REPL_LAST - WIRE_REPL_FIRST + 1] = {
 	[WIRE_CATALOGUE - WIRE_REPL_FIRST] = sync_on_catalogue,
 	[WIRE_SUBSCRIBE - WIRE_REPL_FIRST] = sync_on_subscribe,
 	[WIRE_UNSUBSCRIBE - WIRE_REPL_FIRST] = sync_on_unsubscribe,
