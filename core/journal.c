@@ -59,7 +59,8 @@ struct device {
 	_Atomic uint64_t mtime_ns;	/* last append; creation at load */
 	_Atomic uint64_t version;	/* journal clock at the last change */
 	_Atomic uint64_t meta_version;	/* ... but for appends */
-	/* replication, shown in info; under meta_lock */
+	/* replication, shown in info; under repl_lock, never held long */
+	pthread_mutex_t repl_lock;
 	char upstream[JOURNAL_NODE_MAX + 1];
 	uint64_t upstream_head;
 	uint8_t hops;			/* JOURNAL_HOPS_NONE when unknown */
@@ -234,7 +235,8 @@ devrec_encode(const struct device *d, unsigned char *p)
 	size_t srclen = strlen(d->source);
 	unsigned char *q = p;
 
-	*q++ = DEVREC_VERSION;
+	/* version 1 unless it needs the flags: an older odofs reads it */
+	*q++ = d->held ? DEVREC_VERSION : 1;
 	keys_put_u32(q, d->devno), q += 4;
 	keys_put_u64(q, d->epoch), q += 8;
 	keys_put_u64(q, d->created_ns), q += 8;
@@ -242,7 +244,8 @@ devrec_encode(const struct device *d, unsigned char *p)
 	keys_put_u64(q, atomic_load(&d->first_offset)), q += 8;
 	keys_put_u64(q, atomic_load(&d->snapshot_rev)), q += 8;
 	keys_put_u64(q, atomic_load(&d->snapshot_len)), q += 8;
-	*q++ = d->held ? DEVREC_HELD : 0;
+	if (d->held)
+		*q++ = DEVREC_HELD;
 	*q++ = (unsigned char)srclen;
 	memcpy(q, d->source, srclen);
 	return (size_t)(q - p) + srclen;
@@ -285,6 +288,7 @@ device_new(const char *id, size_t len)
 		return NULL;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->meta_lock, NULL);
+	pthread_mutex_init(&d->repl_lock, NULL);
 	memcpy(d->id, id, len);
 	d->id[len] = '\0';
 	d->idlen = len;
@@ -297,6 +301,7 @@ device_free(struct device *d)
 	if (d == NULL)
 		return;
 	pthread_mutex_destroy(&d->meta_lock);
+	pthread_mutex_destroy(&d->repl_lock);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
@@ -1925,12 +1930,12 @@ journal_repl_set(struct journal *j, uint32_t idx, const char *upstream,
 	struct device *d = journal_dev(j, idx);
 	bool changed;
 
-	pthread_mutex_lock(&d->meta_lock);
+	pthread_mutex_lock(&d->repl_lock);
 	changed = d->hops != hops || strcmp(d->upstream, upstream) != 0;
 	snprintf(d->upstream, sizeof(d->upstream), "%s", upstream);
 	d->upstream_head = upstream_head;
 	d->hops = hops;
-	pthread_mutex_unlock(&d->meta_lock);
+	pthread_mutex_unlock(&d->repl_lock);
 	if (changed)
 		journal_touch(j, d);
 }
@@ -1940,10 +1945,10 @@ journal_repl_get(struct journal *j, uint32_t idx, struct journal_repl *out)
 {
 	struct device *d = journal_dev(j, idx);
 
-	pthread_mutex_lock(&d->meta_lock);
+	pthread_mutex_lock(&d->repl_lock);
 	memcpy(out->upstream, d->upstream, sizeof(out->upstream));
 	out->upstream_head = d->upstream_head;
 	out->hops = d->local ? 0 : d->hops;
-	pthread_mutex_unlock(&d->meta_lock);
+	pthread_mutex_unlock(&d->repl_lock);
 	out->progress_ns = atomic_load(&d->progress_ns);
 }

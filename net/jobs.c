@@ -38,7 +38,6 @@ struct jobs {
 	pthread_cond_t cond;
 	struct job_list todo, done;
 	bool stop;
-	unsigned pending;		/* posted, done not called (loop's) */
 };
 
 static void *
@@ -81,7 +80,6 @@ jobs_report(struct jobs *j)
 	pthread_mutex_unlock(&j->lock);
 	while ((jb = STAILQ_FIRST(&l)) != NULL) {
 		STAILQ_REMOVE_HEAD(&l, link);
-		j->pending--;
 		jb->done(jb->arg);
 		free(jb);
 	}
@@ -165,12 +163,5 @@ jobs_post(struct jobs *j, jobs_fn run, jobs_fn done, void *arg)
 	STAILQ_INSERT_TAIL(&j->todo, jb, link);
 	pthread_cond_signal(&j->cond);
 	pthread_mutex_unlock(&j->lock);
-	j->pending++;
 	return 0;
-}
-
-unsigned
-jobs_pending(const struct jobs *j)
-{
-	return j->pending;
 }

@@ -13,7 +13,8 @@
  *
  * Completions wake the loop through an eventfd of their own.  jobs_close()
  * lets the thread finish every job posted, then calls the done calls that
- * are left, in the caller's thread: nothing posted is lost or leaked.
+ * are left, in the caller's thread: nothing posted is lost or leaked (and
+ * a job stuck on a disk that never answers holds the close until it does).
  */
 #ifndef ODOFS_JOBS_H
 #define ODOFS_JOBS_H
@@ -33,8 +34,5 @@ void jobs_close(struct jobs *j);
 
 /* Posts a job; 0, or -ENOMEM (nothing will run).  From l's thread. */
 int jobs_post(struct jobs *j, jobs_fn run, jobs_fn done, void *arg);
-
-/* Jobs posted whose done has not been called yet. */
-unsigned jobs_pending(const struct jobs *j);
 
 #endif

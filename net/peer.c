@@ -220,7 +220,8 @@ peer_timer(void *arg)
 
 		/* bytes, not whole frames: a slow link's big frame is life */
 		conn_stats(pe->conn, &st);
-		if (st.bytes_in != pe->rx_bytes) {
+		if (st.bytes_in != pe->rx_bytes ||
+		    (pe->sp != NULL && sync_peer_paused(pe->sp))) {
 			pe->rx_bytes = st.bytes_in;
 			pe->last_rx_ms = now;
 		}

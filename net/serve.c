@@ -23,10 +23,21 @@ sync_serve_find(struct sync_peer *sp, uint32_t idx)
 	return NULL;
 }
 
+/* Ends sv's snapshot in flight, if any: another may start. */
+static void
+sync_serve_snap_end(struct sync_peer *sp, struct serve *sv)
+{
+	if (sv->snap == NULL)
+		return;
+	journal_snap_close(sv->snap);
+	sv->snap = NULL;
+	sp->snapping = false;
+}
+
 void
 sync_serve_drop(struct sync_peer *sp, struct serve *sv)
 {
-	journal_snap_close(sv->snap);
+	sync_serve_snap_end(sp, sv);
 	*sv = sp->serves[--sp->nserves];
 	atomic_fetch_sub(&sp->s->streams, 1);
 }
@@ -48,12 +59,14 @@ sync_reject(struct sync *s, struct sync_peer *sp, const char *dev,
 
 /* Starts sending our snapshot of sv's device. */
 static int
-sync_serve_snapshot(struct sync *s, struct serve *sv, uint8_t mode)
+sync_serve_snapshot(struct sync *s, struct sync_peer *sp, struct serve *sv,
+    uint8_t mode)
 {
 	struct err e;
 
 	if (journal_snap_open(s->journal, sv->idx, &sv->snap, &e) < 0)
 		return -ENOMEM;
+	sp->snapping = true;
 	sv->snap_mode = mode;
 	sv->snap_at = 0;
 	sv->snap_offset = 0;
@@ -63,8 +76,7 @@ sync_serve_snapshot(struct sync *s, struct serve *sv, uint8_t mode)
 		sv->snap_offset = journal_rev_offset(s->journal, sv->idx, rev + 1);
 		if (sv->snap_offset == UINT64_MAX ||
 		    rev + 1 < journal_first(s->journal, sv->idx)) {
-			journal_snap_close(sv->snap);
-			sv->snap = NULL;
+			sync_serve_snap_end(sp, sv);
 			return -ERANGE;
 		}
 	}
@@ -87,8 +99,10 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 		return false;
 	sv->waiting = false;
 	if (sv->snap == NULL && sv->next < first) {
+		if (sp->snapping)
+			return false;	/* after the snapshot in flight */
 		/* behind our first retained event: the snapshot first */
-		if (sync_serve_snapshot(s, sv, WIRE_SNAP_RESET) < 0) {
+		if (sync_serve_snapshot(s, sp, sv, WIRE_SNAP_RESET) < 0) {
 			sync_reject(s, sp, dev, sv->sub, "compacted past the "
 			    "requested revision and no snapshot covers it");
 			sv->waiting = true;
@@ -111,9 +125,13 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 			if (n <= 0) {
 				log_warnx("device %s: snapshot read: %s", dev,
 				    n < 0 ? e.msg : "short");
-				journal_snap_close(sv->snap);
-				sv->snap = NULL;
-				return false;
+				sync_serve_snap_end(sp, sv);
+				/* the subscriber asks again */
+				sync_reject(s, sp, dev, sv->sub, "snapshot "
+				    "could not be read");
+				sv->waiting = true;
+				sv->next = UINT64_MAX;
+				return true;
 			}
 		}
 		snprintf(m.device, sizeof(m.device), "%s", dev);
@@ -133,8 +151,7 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 			sv->snap_sent = m.rev;
 			if (sv->snap_mode == WIRE_SNAP_RESET)
 				sv->next = m.rev + 1;
-			journal_snap_close(sv->snap);
-			sv->snap = NULL;
+			sync_serve_snap_end(sp, sv);
 		}
 		return true;
 	}
@@ -190,8 +207,9 @@ sync_serve_step(struct sync *s, struct sync_peer *sp, struct serve *sv)
 		struct journal_info in;
 
 		journal_info(s->journal, sv->idx, &in);
-		if (in.snapshot_rev > sv->snap_sent && in.snapshot_rev < sv->next &&
-		    sync_serve_snapshot(s, sv, WIRE_SNAP_INSTALL) == 0)
+		if (!sp->snapping && in.snapshot_rev > sv->snap_sent &&
+		    in.snapshot_rev < sv->next &&
+		    sync_serve_snapshot(s, sp, sv, WIRE_SNAP_INSTALL) == 0)
 			return true;
 	}
 	return false;
@@ -212,23 +230,21 @@ sync_serve_pump(struct sync *s, struct sync_peer *sp)
 	while (sp->nserves > 0 && idle < sp->nserves) {
 		struct serve *sv = NULL;
 
+		if (conn_send_space(sp->conn) == 0)
+			return;		/* closing: nothing more goes out */
 		if (conn_send_queued(sp->conn) > 0) {
 			sp->limited = true;
 			conn_want_writable(sp->conn, 0);
 			return;
 		}
 		/*
-		 * One snapshot at a time per peer, to its end: a subscriber
-		 * then assembles one, not one per device it catches up.
+		 * Devices take turns, a frame each, a snapshot's chunks too;
+		 * one snapshot at a time per peer (sp->snapping), so that a
+		 * subscriber assembles one, not one per device it catches up.
 		 */
-		for (size_t i = 0; i < sp->nserves; i++)
-			if (sp->serves[i].snap != NULL)
-				sv = &sp->serves[i];
-		if (sv == NULL) {
-			if (sp->rr >= sp->nserves)
-				sp->rr = 0;
-			sv = &sp->serves[sp->rr++];
-		}
+		if (sp->rr >= sp->nserves)
+			sp->rr = 0;
+		sv = &sp->serves[sp->rr++];
 		if (sync_serve_step(s, sp, sv))
 			idle = 0;
 		else
@@ -266,7 +282,7 @@ sync_on_subscribe(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 		return 0;
 	}
 	if ((sv = sync_serve_find(sp, idx)) != NULL) {
-		journal_snap_close(sv->snap);
+		sync_serve_snap_end(sp, sv);
 	} else {
 		if (sp->nserves == sp->capserves) {
 			size_t cap = sp->capserves ? sp->capserves * 2 : 16;

@@ -427,3 +427,9 @@ sync_jobs(struct sync *s)
 {
 	return s->jobs;
 }
+
+bool
+sync_peer_paused(const struct sync_peer *sp)
+{
+	return sp->paused;
+}

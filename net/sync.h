@@ -51,6 +51,12 @@ int sync_open(struct sync **out, const struct config *cfg, struct journal *j,
     struct loop *l, struct err *e);
 void sync_close(struct sync *s);
 
+/*
+ * Whether sync stopped reading sp's connection until its writes drain: it
+ * is not silent then, we are not listening.
+ */
+bool sync_peer_paused(const struct sync_peer *sp);
+
 /* The job thread (jobs.h), for the net thread's other store writes. */
 struct jobs *sync_jobs(struct sync *s);
 

@@ -61,6 +61,7 @@
 #define SYNC_SANE		(1ull << 62)	/* revisions, offsets below it */
 #define SYNC_HOPS_MAX		32		/* a longer chain: no path */
 #define SYNC_APPLY_MAX		(8u << 20)	/* received, not yet written, a peer */
+#define SYNC_APPLY_ALL		(32u << 20)	/* ... all peers, gone ones too */
 
 struct cat {
 	struct wire_cat_entry *e;	/* entries, in arrival order */
@@ -102,6 +103,7 @@ struct sync_peer {
 	uint64_t rate;			/* bytes/s drained while backlogged */
 	uint64_t mark_out, mark_ms;
 	bool limited;			/* the pump waited for the link */
+	bool snapping;			/* a serve of it sends a snapshot */
 	size_t partial;			/* of the bulk frame being received */
 	uint64_t bulk_rx_ms;		/* when bulk bytes last came from it */
 	uint64_t added_ms;		/* when it became active */
@@ -126,6 +128,7 @@ struct follow {
 	uint64_t up_head;		/* the upstream's, from its stream */
 	uint64_t queued;		/* the last revision posted to be written */
 	uint64_t hold_until_ms;		/* followed from no one till then */
+	uint64_t behind_ms;		/* since a holder is ahead; 0: none */
 	uint8_t hops;			/* ours, while up != NULL */
 	char avoid[WIRE_ID_MAX + 1];	/* a peer that stalled or refused */
 	uint64_t avoid_until_ms;
@@ -154,6 +157,7 @@ struct sync {
 	const struct config *cfg;
 	struct journal *journal;
 	struct jobs *jobs;		/* the store writes of replication */
+	size_t applying;		/* bytes posted to it, every peer */
 	pthread_mutex_t cat_lock;	/* protects every peer's cat, peers list */
 	struct sync_peer *peers;
 	struct follow *follow;		/* net thread */

@@ -81,7 +81,8 @@ sync_follow_note(struct sync *s, uint32_t idx, struct follow *f,
 {
 	f->hops = c->hops + 1 >= SYNC_HOPS_MAX ? WIRE_HOPS_NONE :
 	    (uint8_t)(c->hops + 1);
-	journal_repl_set(s->journal, idx, c->sp->id, c->e->head, f->hops);
+	journal_repl_set(s->journal, idx, c->sp->id, c->e->head > f->up_head ?
+	    c->e->head : f->up_head, f->hops);
 }
 
 static void
@@ -215,9 +216,12 @@ sync_evaluate_device(struct sync *s, uint32_t idx)
 		c.hops = sync_hops(e);
 		if (sp == f->up)
 			cur = c;
-		/* the source has everything; others must have more than us */
-		if (c.hops != 0 && (e->head < head ||
-		    (c.hops == WIRE_HOPS_NONE && e->head == head)))
+		/*
+		 * A holder with a path to the source gets what we lack in
+		 * time (its head as we heard it can be old: catalogues send
+		 * heads only now and then); one without must have more now.
+		 */
+		if (c.hops == WIRE_HOPS_NONE && e->head <= head)
 			continue;
 		if (now < f->avoid_until_ms && strcmp(f->avoid, sp->id) == 0) {
 			if (sync_ranks_before(&c, &best_avoided))
@@ -346,6 +350,24 @@ sync_write_run(void *arg)
 	}
 }
 
+/*
+ * Reads again from the peers paused for their writes once those drained:
+ * its own under half of SYNC_APPLY_MAX and everyone's (peers gone
+ * included) under half of SYNC_APPLY_ALL.
+ */
+static void
+sync_write_resume(struct sync *s)
+{
+	if (s->applying > SYNC_APPLY_ALL / 2)
+		return;
+	for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
+		if (sp->paused && sp->applying <= SYNC_APPLY_MAX / 2) {
+			sp->paused = false;
+			conn_set_reading(sp->conn, true);
+		}
+	}
+}
+
 static void
 sync_write_done(void *arg)
 {
@@ -357,10 +379,8 @@ sync_write_done(void *arg)
 	bool current = !sp->gone && f != NULL && f->up == sp && f->sub == w->sub;
 
 	sp->applying -= w->len;
-	if (sp->paused && !sp->gone && sp->applying <= SYNC_APPLY_MAX / 2) {
-		sp->paused = false;
-		conn_set_reading(sp->conn, true);
-	}
+	s->applying -= w->len;
+	sync_write_resume(s);
 	if (w->rc == 0 && w->kind == WRITE_EVENTS) {
 		atomic_fetch_add_explicit(&s->applied, w->count,
 		    memory_order_relaxed);
@@ -378,10 +398,14 @@ sync_write_done(void *arg)
 		log_warnx("device %s: %s from %s not applied: %s", dev,
 		    w->kind == WRITE_EVENTS ? "events" : "snapshot",
 		    sp->gone ? "a peer now gone" : sp->id, w->e.msg);
-		if (f != NULL) {
-			/* what follows it in the queue fails the same way */
+		/*
+		 * What the current subscription queued after it fails the
+		 * same way; it subscribes again from what is held.  A failure
+		 * of an older subscription changes nothing: the current one
+		 * learns of a gap from its own writes.
+		 */
+		if (current && w->kind == WRITE_EVENTS)
 			f->queued = journal_head(s->journal, w->idx);
-		}
 		if (w->rc == -EPROTO && !sp->gone) {
 			conn_close(sp->conn, "bad events from the peer");
 		} else if (w->rc == -EFBIG && current) {
@@ -415,7 +439,9 @@ sync_write_post(struct sync *s, struct sync_peer *sp, struct write_job *w)
 	}
 	sp->jobs++;
 	sp->applying += w->len;
-	if (!sp->paused && sp->applying > SYNC_APPLY_MAX) {
+	s->applying += w->len;
+	if (!sp->paused && (sp->applying > SYNC_APPLY_MAX ||
+	    s->applying > SYNC_APPLY_ALL)) {
 		sp->paused = true;
 		conn_set_reading(sp->conn, false);
 	}
@@ -431,7 +457,7 @@ sync_on_events(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	struct follow *f;
 	uint32_t idx;
 
-	if (wire_events_decode(p, n, &m) < 0)
+	if (wire_events_decode(p, n, &m) < 0 || m.head >= SYNC_SANE)
 		return -EPROTO;
 	if ((f = sync_stream(s, sp, m.device, m.sub, &idx)) == NULL) {
 		atomic_fetch_add_explicit(&s->discarded, 1,
@@ -463,6 +489,7 @@ sync_on_events(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 		return 0;
 	}
 	f->queued = m.first + m.count - 1;
+	f->progress_ms = loop_now_ms();	/* received is progress */
 	return 0;
 }
 
@@ -572,7 +599,7 @@ sync_follow_tick(struct sync *s, uint64_t now)
 		struct follow *f = &s->follow[i];
 		const struct wire_cat_entry *e;
 		const char *id;
-		uint64_t head, ahead = 0;
+		uint64_t head, ahead;
 
 		if (f->up == NULL)
 			continue;
@@ -591,8 +618,9 @@ sync_follow_tick(struct sync *s, uint64_t now)
 			f->up_head = e->head;
 		journal_repl_set(s->journal, (uint32_t)i, f->up->id, f->up_head,
 		    f->hops);
-		if (now - f->progress_ms < s->cfg->stall_ms)
-			continue;
+		/* what we hold, or have received and is being written */
+		if (f->queued > head)
+			head = f->queued;
 		ahead = f->up_head;
 		for (struct sync_peer *sp = s->peers; sp != NULL; sp = sp->next) {
 			const struct wire_cat_entry *o = cat_find(&sp->cat, id);
@@ -601,15 +629,24 @@ sync_follow_tick(struct sync *s, uint64_t now)
 			    o->head > ahead)
 				ahead = o->head;
 		}
-		if (ahead > head) {
-			log_warnx("device %s: no progress from %s for %llu ms "
-			    "while a holder is %llu ahead; moving", id,
-			    f->up->id, (unsigned long long)(now - f->progress_ms),
-			    (unsigned long long)(ahead - head));
-			snprintf(f->avoid, sizeof(f->avoid), "%s", f->up->id);
-			f->avoid_until_ms = now + s->cfg->stall_ms * 4;
-			sync_unsubscribe(s, (uint32_t)i, f);
-			sync_evaluate_device(s, (uint32_t)i);
+		if (ahead <= head) {
+			f->behind_ms = 0;
+			continue;
 		}
+		/* no progress for stall_ms since we fell behind */
+		if (f->behind_ms == 0)
+			f->behind_ms = now;
+		if (now - (f->progress_ms > f->behind_ms ? f->progress_ms :
+		    f->behind_ms) < s->cfg->stall_ms)
+			continue;
+		log_warnx("device %s: no progress from %s for %llu ms while a "
+		    "holder is %llu ahead; moving", id, f->up->id,
+		    (unsigned long long)(now - f->progress_ms),
+		    (unsigned long long)(ahead - head));
+		snprintf(f->avoid, sizeof(f->avoid), "%s", f->up->id);
+		f->avoid_until_ms = now + s->cfg->stall_ms * 4;
+		f->behind_ms = 0;
+		sync_unsubscribe(s, (uint32_t)i, f);
+		sync_evaluate_device(s, (uint32_t)i);
 	}
 }

@@ -38,6 +38,19 @@ wire_get_opt_id(struct wire_dec *d, char *dst)
 	return wire_get_name(d, dst, WIRE_ID_MAX, true);
 }
 
+/*
+ * The source is 0 hops from itself; a replica is 1 or more through its
+ * upstream, and has no path (WIRE_HOPS_NONE) without one.
+ */
+static bool
+wire_hops_ok(const struct wire_cat_entry *e)
+{
+	if (e->role == WIRE_ROLE_SOURCE)
+		return e->hops == 0;
+	return e->hops != 0 && (e->upstream[0] != '\0' ||
+	    e->hops == WIRE_HOPS_NONE);
+}
+
 int
 wire_catalogue_encode(struct buf *b, uint8_t flags,
     const struct wire_cat_entry *e, size_t count)
@@ -52,7 +65,7 @@ wire_catalogue_encode(struct buf *b, uint8_t flags,
 	for (size_t i = 0; i < count && w.rc == 0; i++) {
 		if (e[i].role > WIRE_ROLE_REPLICA || e[i].first == 0 ||
 		    e[i].first > e[i].head + 1 || e[i].snapshot > e[i].head ||
-		    (e[i].role == WIRE_ROLE_SOURCE && e[i].hops != 0))
+		    !wire_hops_ok(&e[i]))
 			wire_enc_fail(&w, -EINVAL);
 		wire_put_device(&w, e[i].device);
 		wire_put_u64(&w, e[i].epoch);
@@ -98,7 +111,7 @@ wire_catalogue_decode(const uint8_t *p, size_t n, uint8_t *flags,
 		if (d.rc == 0 && (e[i].role > WIRE_ROLE_REPLICA ||
 		    e[i].first == 0 || e[i].head == UINT64_MAX ||
 		    e[i].first > e[i].head + 1 || e[i].snapshot > e[i].head ||
-		    (e[i].role == WIRE_ROLE_SOURCE && e[i].hops != 0)))
+		    !wire_hops_ok(&e[i])))
 			wire_dec_fail(&d, -EPROTO);
 	}
 	if (wire_dec_end(&d) < 0)

@@ -523,8 +523,12 @@ test_catalogue(void)
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
 	cat_entry(&in[0], "d", "n", 1, 5, 0, WIRE_ROLE_SOURCE, ".up", 0);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
-	/* the source is 0 hops from itself */
+	/* the source is 0 hops from itself, a replica more, or none */
 	cat_entry(&in[0], "d", "n", 1, 5, 0, WIRE_ROLE_SOURCE, "", 1);
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "n", 1, 5, 0, WIRE_ROLE_REPLICA, "up", 0);
+	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
+	cat_entry(&in[0], "d", "n", 1, 5, 0, WIRE_ROLE_REPLICA, "", 3);
 	CHECK_EQ_INT(wire_catalogue_encode(&b, 0, in, 1), -EINVAL);
 	CHECK_EQ_INT(b.len, 0);
 	{
