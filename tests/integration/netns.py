@@ -28,6 +28,18 @@ frames, then drops; see _tbf).
 
 Namespaces are named odofs<pid>-<n>-<name>; SlowNet() first deletes those
 left by test processes that no longer exist (a run killed mid-test).
+
+SlowNet(prefix="10.214") puts its addresses on 10.214.K.0 instead (the
+fleet harness, tests/fleet/, uses it so that it never meets a test's
+addresses).  Every lan() is also kept as a Lan in net.lans, which can cut
+the bridge in two and join it again (a partition that drops packets, as
+a real one does: nothing is reset) and read an end's counters:
+
+    addrs = net.lan(["n0", "n1", "n2", "n3"])
+    lan = net.lans[-1]
+    lan.split(["n2", "n3"])           # n0,n1 | n2,n3
+    lan.heal()
+    lan.stats("n0")                   # n0's interface: tx/rx bytes, packets
 """
 import itertools
 import json
@@ -128,13 +140,33 @@ def _tbf(ns, ifn, rate, latency_ms, burst=None):
          "rate", "%dbps" % rate, "burst", str(burst), "limit", str(limit))
 
 
+def _batch(ns, lines):
+    """Runs `ip` commands (one a line, without "ip") in namespace ns in one
+    process: quicker than one process each, and all of them take effect
+    within a millisecond or so of each other."""
+    r = subprocess.run(["ip", "-n", ns, "-batch", "-"], input="".join(
+        l + "\n" for l in lines), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("ip -n %s -batch: exit %d: %s" % (
+            ns, r.returncode, r.stderr.strip()))
+
+
+def _link_stats(ns, ifn):
+    r = _run("ip", "-n", ns, "-s", "-j", "link", "show", "dev", ifn)
+    s = json.loads(r.stdout)[0]["stats64"]
+    return {"tx_bytes": s["tx"]["bytes"], "rx_bytes": s["rx"]["bytes"],
+            "tx_packets": s["tx"]["packets"],
+            "rx_packets": s["rx"]["packets"]}
+
+
 class Link:
     """A veth pair between two namespaces, each end shaped on egress."""
 
     def __init__(self, net, k, a, b, ifa, ifb):
         self.net = net
         self.k = k
-        self.ends = {a: (ifa, "10.213.%d.1" % k), b: (ifb, "10.213.%d.2" % k)}
+        self.ends = {a: (ifa, "%s.%d.1" % (net.prefix, k)),
+                     b: (ifb, "%s.%d.2" % (net.prefix, k))}
         self.rates = {}
 
     def addr(self, name):
@@ -158,12 +190,7 @@ class Link:
 
     def stats(self, name):
         """name's end: {"tx_bytes", "rx_bytes", "tx_packets", "rx_packets"}."""
-        r = _run("ip", "-n", self.net.ns(name), "-s", "-j", "link", "show",
-                 "dev", self.ifname(name))
-        s = json.loads(r.stdout)[0]["stats64"]
-        return {"tx_bytes": s["tx"]["bytes"], "rx_bytes": s["rx"]["bytes"],
-                "tx_packets": s["tx"]["packets"],
-                "rx_packets": s["rx"]["packets"]}
+        return _link_stats(self.net.ns(name), self.ifname(name))
 
     def tx_bytes(self, name):
         """Bytes name has sent over this link (Ethernet frames)."""
@@ -184,15 +211,61 @@ class Link:
         return None
 
 
+class Lan:
+    """A bridge made by SlowNet.lan(): the namespace sw holds br0, with a
+    port per member (ports[name]); each member's end is ifname."""
+
+    def __init__(self, net, k, sw, ifname, ports, addrs):
+        self.net = net
+        self.k = k
+        self.sw = sw
+        self.ifname = ifname
+        self.ports = ports
+        self.addrs = addrs
+        self.cut = []
+        self.br1 = False
+
+    def split(self, names):
+        """Moves the ports of names to a second bridge, br1: the LAN is
+        two halves that cannot reach each other (packets are dropped at
+        the bridge, connections are not reset); each half keeps working."""
+        if self.cut:
+            raise ValueError("already split")
+        lines = []
+        if not self.br1:
+            lines += ["link add br1 type bridge", "link set br1 up"]
+        lines += ["link set %s master br1" % self.ports[n] for n in names]
+        _batch(self.sw, lines)
+        self.br1 = True
+        self.cut = list(names)
+
+    def heal(self):
+        """Puts every port back on br0."""
+        if self.cut:
+            _batch(self.sw, ["link set %s master br0" % self.ports[n]
+                             for n in self.cut])
+        self.cut = []
+
+    def stats(self, name):
+        """name's end of the LAN: {"tx_bytes", "rx_bytes", "tx_packets",
+        "rx_packets"} (Ethernet frames)."""
+        return _link_stats(self.net.ns(name), self.ifname)
+
+
 class SlowNet:
     """A set of namespaces and shaped links; close() deletes them all."""
 
-    def __init__(self, reap=True):
+    def __init__(self, reap=True, prefix="10.213"):
+        if not re.fullmatch(r"(25[0-5]|2[0-4]\d|1?\d?\d)\."
+                            r"(25[0-5]|2[0-4]\d|1?\d?\d)", prefix):
+            raise ValueError("prefix is two octets, as 10.213: %r" % prefix)
         if reap:
             reap_stale()
         self.tag = "%s%d-%d" % (PREFIX, os.getpid(), next(_counter))
+        self.prefix = prefix
         self.names = {}         # our name -> namespace name
         self.links = []
+        self.lans = []
         self.nlinks = 0
 
     def ns(self, name):
@@ -253,20 +326,24 @@ class SlowNet:
         """Joins every namespace in names through a bridge (in a namespace
         of its own): each sends at most rate bytes/s and receives at most
         rate_in (default: rate).  Returns {name: address}, on
-        10.213.K.0/24."""
+        10.213.K.0/24 (the SlowNet's prefix); net.lans[-1] is its Lan."""
         k = self._next_k()
         sw = self.namespace("sw%d" % k)
         _run("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
         _run("ip", "-n", sw, "link", "set", "br0", "up")
         addrs = {}
+        ports = {}
+        if len(names) > 253:
+            raise ValueError("at most 253 members on a LAN")
         for i, name in enumerate(names, start=1):
             ns = self.namespace(name)
             port = "p%d" % i
+            ports[name] = port
             _run("ip", "link", "add", "lan%d" % k, "netns", ns, "type", "veth",
                  "peer", "name", port, "netns", sw)
             _run("ip", "-n", sw, "link", "set", port, "master", "br0")
             _run("ip", "-n", sw, "link", "set", port, "up")
-            addrs[name] = "10.213.%d.%d" % (k, i)
+            addrs[name] = "%s.%d.%d" % (self.prefix, k, i)
             _run("ip", "-n", ns, "addr", "add", addrs[name] + "/24", "dev",
                  "lan%d" % k)
             _run("ip", "-n", ns, "link", "set", "lan%d" % k, "up")
@@ -274,6 +351,7 @@ class SlowNet:
                                   (sw, port, rate_in or rate)):
                 if r is not None:
                     _tbf(where, ifn, r, latency_ms)
+        self.lans.append(Lan(self, k, sw, "lan%d" % k, ports, addrs))
         return addrs
 
     def close(self):
@@ -282,6 +360,7 @@ class SlowNet:
             _delete_ns(name)
         self.names.clear()
         self.links.clear()
+        self.lans.clear()
 
     def __enter__(self):
         return self
