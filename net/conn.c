@@ -864,3 +864,15 @@ conn_recv_partial(const struct conn *c, uint8_t *type)
 	*type = c->rbuf[WIRE_HEADER];
 	return c->rlen;
 }
+
+bool
+conn_stalled(const struct conn *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (c->fd < 0 || c->state != CONN_OPEN ||
+	    getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return false;
+	return ti.tcpi_unacked > 0 && ti.tcpi_backoff > 0;
+}

@@ -184,6 +184,13 @@ bool conn_incoming(const struct conn *c);
 void conn_stats(const struct conn *c, struct conn_stats *out);
 
 /*
+ * Whether TCP holds data of c that the peer has not acknowledged and has
+ * backed off retransmitting it at least once: the path may be down, and
+ * will be tried again only at TCP's next retransmission.
+ */
+bool conn_stalled(const struct conn *c);
+
+/*
  * The frame being received: its type in *type and how many of its bytes
  * are in (0 when none is under way), so that a slow link shows progress
  * before a frame is whole.

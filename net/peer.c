@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "jobs.h"
 #include "listen.h"
@@ -96,6 +98,7 @@ peer_new(struct peering *p, const char *host, uint16_t port)
 		return NULL;
 	}
 	pe->pr = p;
+	pe->probe_fd = -1;
 	snprintf(pe->host, sizeof(pe->host), "%s", host ? host : "");
 	pe->port = port;
 	pe->since = time(NULL);
@@ -118,6 +121,7 @@ peer_forget(struct peer *pe)
 		}
 	}
 	loop_timer_cancel(pe->timer);
+	peer_probe_end(pe);
 	pe->dead = true;
 	pe->next = p->dead;
 	p->dead = pe;
@@ -466,7 +470,14 @@ peer_on_hello(struct peer *pe, const uint8_t *payload, size_t len)
 		    small) == 0;
 		bool other_small = strcmp(conn_incoming(other->conn) ? m.id :
 		    p->id, small) == 0;
-		struct peer *loser = pe_small && !other_small ? other : pe;
+		/*
+		 * Unless the active one is stalled or silent: the peer dials
+		 * again because its end of it is dead (a partition healed).
+		 */
+		bool stale = conn_stalled(other->conn) || loop_now_ms() -
+		    other->last_rx_ms >= 2ull * p->cfg->tick_ms;
+		struct peer *loser = stale || (pe_small && !other_small) ?
+		    other : pe;
 		struct peer *winner = loser == pe ? other : pe;
 
 		snprintf(why, sizeof(why), "duplicate connection to active id %s",
@@ -612,7 +623,91 @@ peer_conn_close(void *arg, struct conn *c, const char *reason)
 			peering_exchange(p);
 		return;
 	}
-	peer_lifesupport(pe, reason);
+	if (pe->redial_now) {
+		/* the path is back: dial at once, no backoff */
+		pe->redial_now = false;
+		pe->hello_in = false;
+		peer_set_state(pe, PEER_LIFESUPPORT, reason);
+		loop_timer_arm(pe->timer, 0);
+	} else {
+		peer_lifesupport(pe, reason);
+	}
 	if (was_active)
 		peering_exchange(p);
+}
+
+/*
+ * Healing after a partition.  While a connection is cut, TCP backs off
+ * retransmitting (seconds, then tens of seconds), and it would carry
+ * nothing until its next try, long after the path is back.  So while
+ * pe's connection is stalled (conn_stalled) a probe, a plain TCP connect
+ * to its address, is made every PEER_PROBE_MS (a fresh SYN each time: a
+ * probe with no answer by then is dropped); once one connects, the
+ * path is back: the stalled connection is closed and pe is dialled at
+ * once (the peer's side takes the new connection over its silent one).
+ */
+void
+peer_probe_end(struct peer *pe)
+{
+	if (pe->probe_fd < 0)
+		return;
+	loop_fd_del(pe->probe);
+	close(pe->probe_fd);
+	pe->probe = NULL;
+	pe->probe_fd = -1;
+}
+
+static void
+peer_probe_ready(void *arg, uint32_t events)
+{
+	struct peer *pe = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)events;
+	if (getsockopt(pe->probe_fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	peer_probe_end(pe);
+	if (err != 0 || pe->state != PEER_ACTIVE || pe->conn == NULL ||
+	    !conn_stalled(pe->conn))
+		return;
+	log_info("peer %s (%s:%u): the path is back while the connection is "
+	    "stalled; connecting again", pe->id, pe->host, pe->port);
+	pe->redial_now = true;
+	peer_drop(pe, WIRE_BYE_ERROR, "connection stalled; connecting again");
+}
+
+void
+peer_probe_tick(struct peer *pe, uint64_t now)
+{
+	struct peering *p = pe->pr;
+	struct addrinfo *res = NULL;
+	struct err e;
+	int fd;
+
+	if (pe->probe_fd >= 0 && now - pe->probe_ms < PEER_PROBE_MS)
+		return;
+	peer_probe_end(pe);
+	if (pe->state != PEER_ACTIVE || pe->conn == NULL || pe->host[0] == '\0' ||
+	    !conn_stalled(pe->conn) ||
+	    peering_numeric(pe->host, pe->port, &res) != 0)
+		return;
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0 &&
+	    errno != EINPROGRESS) {
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return;
+	err_clear(&e);
+	if (loop_fd_add(&pe->probe, p->loop, fd, EPOLLOUT, peer_probe_ready, pe,
+	    &e) < 0) {
+		close(fd);
+		return;
+	}
+	pe->probe_fd = fd;
+	pe->probe_ms = now;
 }

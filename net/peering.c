@@ -65,6 +65,7 @@ peering_reap(void *arg)
 
 		p->dead = pe->next;
 		loop_timer_del(pe->timer);
+		peer_probe_end(pe);
 		free(pe);
 	}
 }
@@ -224,6 +225,19 @@ peering_sync_tick(void *arg)
 	loop_timer_arm(p->sync_tick, p->cfg->tick_ms);
 }
 
+/* Path checks of stalled connections (peer_probe_tick), every PEER_PROBE_MS. */
+static void
+peering_probe_tick(void *arg)
+{
+	struct peering *p = arg;
+
+	if (atomic_load(&p->stopping))
+		return;
+	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next)
+		peer_probe_tick(pe, loop_now_ms());
+	loop_timer_arm(p->probe_tick, PEER_PROBE_MS);
+}
+
 void
 peering_notify(void *arg, uint32_t idx, uint64_t head)
 {
@@ -304,6 +318,8 @@ peering_open(struct peering **out, const struct config *cfg,
 	    (rc = sync_open(&p->sync, cfg, j, p->loop, e)) < 0 ||
 	    (rc = loop_timer_add(&p->sync_tick, p->loop, peering_sync_tick, p,
 	    e)) < 0 ||
+	    (rc = loop_timer_add(&p->probe_tick, p->loop, peering_probe_tick, p,
+	    e)) < 0 ||
 	    (rc = loop_timer_add(&p->tick, p->loop, peering_tick, p, e)) < 0 ||
 	    (rc = loop_task_add(&p->reap, p->loop, peering_reap, p, e)) < 0 ||
 	    (rc = resolve_open(&p->resolver, p->loop, peering_resolved, p,
@@ -329,6 +345,7 @@ peering_start(struct peering *p, struct err *e)
 	peering_seeds(p, true);
 	loop_timer_arm(p->tick, PEERING_RESEED_MS);
 	loop_timer_arm(p->sync_tick, p->cfg->tick_ms);
+	loop_timer_arm(p->probe_tick, PEER_PROBE_MS);
 	if (history_load(p->journal, peering_add_history, p, e) < 0)
 		log_warnx("peer history not loaded: %s", e->msg);
 	if ((rc = pthread_create(&p->thread, NULL, peering_main, p)) != 0)
@@ -363,6 +380,7 @@ peering_close(struct peering *p)
 		if (pe->sp != NULL)
 			sync_peer_del(p->sync, pe->sp);
 		loop_timer_del(pe->timer);
+		peer_probe_end(pe);
 		free(pe);
 	}
 	sync_close(p->sync);
@@ -371,6 +389,7 @@ peering_close(struct peering *p)
 	loop_fd_del(p->listen_h);
 	loop_timer_del(p->tick);
 	loop_timer_del(p->sync_tick);
+	loop_timer_del(p->probe_tick);
 	loop_task_del(p->reap);
 	loop_close(p->loop);
 	if (p->listen_fd >= 0)

@@ -57,6 +57,7 @@
 #define PEERING_SELF_MAX	16	/* addresses found to be ourselves */
 #define PEERING_KNOWN_MIN	64	/* entries kept: max_peers x 4, at least */
 #define PEERING_RESEED_MS	60000	/* seeds' names resolved again */
+#define PEER_PROBE_MS		250	/* path checks of stalled connections */
 
 enum peer_state {
 	PEER_CONNECTING,
@@ -86,6 +87,11 @@ struct peer {
 	uint64_t last_rx_ms;
 	uint64_t rx_bytes;		/* the connection's, at last_rx_ms */
 	bool dead;				/* unlinked, free pending */
+	/* a path check while the connection is stalled (peer_probe) */
+	int probe_fd;				/* -1: none */
+	struct loop_fd *probe;
+	uint64_t probe_ms;			/* when it started */
+	bool redial_now;		/* closed for a path that is back */
 	struct peer *next;
 };
 
@@ -112,6 +118,7 @@ struct peering {
 	struct loop_timer *tick;		/* seeds: resolve and add */
 	struct resolver *resolver;		/* seeds' names */
 	struct loop_timer *sync_tick;		/* every peering.tick_ms */
+	struct loop_timer *probe_tick;		/* every PEER_PROBE_MS */
 	struct sync *sync;
 	atomic_bool committed;			/* journal commits to push */
 	struct loop_task *reap;			/* frees dead entries */
@@ -152,6 +159,9 @@ void peer_drop(struct peer *pe, uint16_t code, const char *reason);
 void peer_lifesupport(struct peer *pe, const char *reason);
 int peering_numeric(const char *host, uint16_t port, struct addrinfo **res);
 void peer_dial(struct peer *pe);
+
+void peer_probe_tick(struct peer *pe, uint64_t now);
+void peer_probe_end(struct peer *pe);
 
 /* discovery.c */
 void peer_resolve(struct peer *pe);
