@@ -824,6 +824,15 @@ conn_close(struct conn *c, const char *reason)
 	conn_update(c);
 }
 
+void
+conn_abort(struct conn *c, const char *reason)
+{
+	if (c->state == CONN_DEAD)
+		return;
+	snprintf(c->reason, sizeof(c->reason), "%s", reason);
+	conn_end(c);
+}
+
 const char *
 conn_peer_id(const struct conn *c)
 {

@@ -169,6 +169,13 @@ void conn_set_reading(struct conn *c, bool on);
  */
 void conn_close(struct conn *c, const char *reason);
 
+/*
+ * Ends at once: what is queued is dropped, nothing is flushed, on_close
+ * follows with reason (as later).  For a connection that cannot carry
+ * anything any more (a stalled one whose peer we dial again).
+ */
+void conn_abort(struct conn *c, const char *reason);
+
 /* The peer certificate's CN after on_open (also in on_close); else "". */
 const char *conn_peer_id(const struct conn *c);
 

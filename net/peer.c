@@ -674,7 +674,9 @@ peer_probe_ready(void *arg, uint32_t events)
 	log_info("peer %s (%s:%u): the path is back while the connection is "
 	    "stalled; connecting again", pe->id, pe->host, pe->port);
 	pe->redial_now = true;
-	peer_drop(pe, WIRE_BYE_ERROR, "connection stalled; connecting again");
+	/* nothing would get through it: no goodbye, no lingering */
+	peer_unsync(pe);
+	conn_abort(pe->conn, "connection stalled; connecting again");
 }
 
 void
