@@ -36,9 +36,9 @@ ODOFS_SOAK_SECONDS=$SOAK $PY -m pytest -q tests/integration "$@"
 
 # the fleet (issue 12): 12 nodes in namespaces, ~2 min; 200 s limit inside.
 # Convergence after a partition heals is printed against its 5 s target
-# but does not fail the run: with path probes it took 2.8-3.8 s after a
-# 15 s cut (12-16 s before them), too little margin on a loaded machine
-# to fail CI on; every other check does.
+# but does not fail the run: with path probes it took 0.4-5.7 s after a
+# 15 s cut (12-16 s before them), not reliably under 5 s yet; every other
+# check does.
 echo "== fleet"
 timeout -k 20 300 $PY tests/fleet/fleet.py --ci --heal-report-only
 
