@@ -40,6 +40,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from ports import free_port  # noqa: E402
 BUILD = os.environ.get("ODOFS_BUILD", os.path.join(ROOT, "build"))
 BIN = {
     "odofs": os.environ.get("ODOFS_BIN", os.path.join(BUILD, "fs", "odofs")),
@@ -405,10 +407,6 @@ def peer_args(b, node_id, port, seeds=(), listen=True):
     return a
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status(d):

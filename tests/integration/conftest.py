@@ -8,11 +8,12 @@ sanitizer reports.
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
+
+from ports import free_port  # noqa: F401 (tests import it from here)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ODOFS = os.environ.get("ODOFS_BIN", os.path.join(ROOT, "build", "fs", "odofs"))
@@ -47,12 +48,6 @@ def is_mounted(path):
 def is_live_mount(path):
     """Whether path is a mounted filesystem that answers."""
     return subprocess.call(["mountpoint", "-q", path]) == 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def unmount(path):
