@@ -178,6 +178,7 @@ peer_lifesupport(struct peer *pe, const char *reason)
 	unsigned step;
 
 	pe->hello_in = false;
+	pe->rejoin = false;	/* a failed redial gives the slot up */
 	if (pe->host[0] == '\0') {
 		/* nothing to dial: an incoming peer that gave no address */
 		peer_set_state(pe, PEER_LIFESUPPORT, reason);
@@ -200,6 +201,7 @@ peer_lifesupport(struct peer *pe, const char *reason)
 static void
 peer_purgatory(struct peer *pe, uint16_t code, const char *reason)
 {
+	pe->rejoin = false;
 	peer_set_state(pe, PEER_PURGATORY, reason);
 	peer_drop(pe, code, reason);
 	loop_timer_arm(pe->timer, pe->pr->cfg->purgatory_ms);
@@ -289,7 +291,8 @@ peer_dial(struct peer *pe)
 
 	if (atomic_load(&p->stopping) || pe->conn != NULL || pe->resolving)
 		return;
-	if (!peering_may_dial(p)) {
+	/* a link that was there a moment ago takes its old slot back */
+	if (!pe->rejoin && !peering_may_dial(p)) {
 		/* known, not connected: tried again when a slot may be free */
 		peer_set_state(pe, PEER_LIFESUPPORT, pe->reason[0] ? NULL :
 		    "waiting for a free peer slot");
@@ -362,7 +365,7 @@ peer_conn_open(void *arg, struct conn *c)
 	struct peer *pe = arg;
 
 	snprintf(pe->remote, sizeof(pe->remote), "%s", conn_peer_addr(c));
-	if (conn_incoming(c) && peering_full(pe->pr)) {
+	if (conn_incoming(c) && peering_full(pe->pr, conn_peer_id(c))) {
 		peer_refuse_full(pe);
 		return;
 	}
@@ -376,6 +379,7 @@ peer_activate(struct peer *pe)
 	struct history_entry h;
 
 	pe->attempt = 0;
+	pe->rejoin = false;
 	pe->last_rx_ms = loop_now_ms();
 	peer_set_state(pe, PEER_ACTIVE, "introduced");
 	loop_timer_arm(pe->timer, p->cfg->heartbeat_ms);
@@ -507,7 +511,7 @@ peer_on_hello(struct peer *pe, const uint8_t *payload, size_t len)
 		}
 		peer_forget(other);
 	}
-	if (peering_full(p)) {
+	if (peering_full(p, pe->id)) {
 		peer_refuse_full(pe);
 		return;
 	}
@@ -674,6 +678,7 @@ peer_probe_ready(void *arg, uint32_t events)
 	log_info("peer %s (%s:%u): the path is back while the connection is "
 	    "stalled; connecting again", pe->id, pe->host, pe->port);
 	pe->redial_now = true;
+	pe->rejoin = true;
 	/* nothing would get through it: no goodbye, no lingering */
 	peer_unsync(pe);
 	conn_abort(pe->conn, "connection stalled; connecting again");

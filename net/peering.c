@@ -137,10 +137,27 @@ peering_may_dial(struct peering *p)
 	    peering_count_out(p) < (p->cfg->max_peers + 1) / 2;
 }
 
+/*
+ * Whether a connection from (or to) id would exceed max_peers.  A link
+ * being restored after a partition (peer->rejoin) keeps its slot until it
+ * is back or given up, so that newcomers do not take it meanwhile; the
+ * id of an active or rejoining entry takes its own slot, whichever end
+ * dials (the introduction keeps one connection per id).
+ */
 bool
-peering_full(struct peering *p)
+peering_full(struct peering *p, const char *id)
 {
-	return peering_count(p, PEER_ACTIVE) >= p->cfg->max_peers;
+	size_t n = 0;
+
+	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next) {
+		bool held = pe->state == PEER_ACTIVE || pe->rejoin;
+
+		if (held && id != NULL && pe->id[0] != '\0' &&
+		    strcmp(pe->id, id) == 0)
+			return false;
+		n += held;
+	}
+	return n >= p->cfg->max_peers;
 }
 
 static void

@@ -92,6 +92,7 @@ struct peer {
 	struct loop_fd *probe;
 	uint64_t probe_ms;			/* when it started */
 	bool redial_now;		/* closed for a path that is back */
+	bool rejoin;			/* restoring that link: slot held */
 	struct peer *next;
 };
 
@@ -148,7 +149,7 @@ struct peer *peering_find_addr(struct peering *p, const char *host,
     const struct peer *not);
 size_t peering_count(struct peering *p, int state);
 bool peering_may_dial(struct peering *p);
-bool peering_full(struct peering *p);
+bool peering_full(struct peering *p, const char *id);
 
 /* peer.c */
 void peer_set_state(struct peer *pe, enum peer_state st, const char *reason);
