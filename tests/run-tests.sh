@@ -40,7 +40,7 @@ ODOFS_SOAK_SECONDS=$SOAK $PY -m pytest -q tests/integration "$@"
 # 15 s cut (12-16 s before them), not reliably under 5 s yet; every other
 # check does.
 echo "== fleet"
-timeout -k 20 300 $PY tests/fleet/fleet.py --ci --heal-report-only
+timeout -k 20 300 $PY tests/fleet/fleet.py --ci
 
 echo "== integration tests under ASan+UBSan"
 ODOFS_SOAK_SECONDS=20 ODOFS_SANITIZED=1 ODOFS_BIN="$PWD/build-asan/fs/odofs" \
