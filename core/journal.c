@@ -28,6 +28,7 @@
 #include "journal.h"
 #include "keys.h"
 #include "log.h"
+#include "marks.h"
 #include "store.h"
 
 #define JOURNAL_CHUNK_SHIFT	10
@@ -70,6 +71,11 @@ struct device {
 struct journal {
 	struct store *store;
 	char node_id[JOURNAL_NODE_MAX + 1];
+	char *data_dir;
+	bool repair;			/* journal_opts.repair */
+	journal_report_fn report;
+	void *report_arg;
+	bool opened;			/* whole: its marks are saved at close */
 	bool sync;
 	uint32_t max_event_bytes;
 
@@ -307,56 +313,237 @@ device_free(struct device *d)
 }
 
 /*
- * Reads back head and end offset (and the first retained event) from the
- * event keys of d.  With no event retained, head is first - 1 and the end
- * is first_offset, as the device record says.  Keys below the recorded
- * first offset are what a compaction cut short left behind; they are not
- * part of the journal (the next compaction deletes them).
+ * Checking a device at load (SPEC §1): from the first retained offset on,
+ * its event keys must be revisions first, first + 1, ... each at the
+ * offset where the one before it ended, and every indexed revision in
+ * that range must have its index entry, naming that offset.  Keys below
+ * the first offset are what a compaction or reset cut short left behind
+ * (the next compaction deletes them).  One pass over the events (values
+ * are not copied) and one over the index, with point reads for 1 in
+ * KEYS_REV_STRIDE revisions.
  */
+struct journal_check {
+	uint64_t head, end;		/* the intact run: its last revision, end */
+	uint64_t bad;			/* first revision that breaks it; 0: none */
+	uint64_t after, after_bytes;	/* events in the store from the break on */
+	uint64_t last;			/* the highest revision among them */
+	bool index_bad;			/* the revision index does not match */
+	char why[160];
+};
+
+static bool journal_iter_event(struct store_iter *it, uint32_t devno,
+    uint64_t *off, uint64_t *rev);
+
 static int
-journal_load_bounds(struct journal *j, struct device *d, struct err *e)
+journal_check_events(struct journal *j, struct device *d,
+    struct journal_check *c, struct err *e)
 {
 	unsigned char k[KEYS_EVENT_LEN];
+	uint64_t rev = atomic_load(&d->first), off = atomic_load(&d->first_offset);
+	uint64_t r, o;
 	struct store_iter *it;
-	uint64_t off, rev;
-	size_t klen, vlen;
-	const void *key;
 	int rc;
 
 	if ((it = store_iter_new(j->store, false)) == NULL)
 		return err_set(e, -ENOMEM, "out of memory");
-	keys_event(k, d->devno, atomic_load(&d->first_offset), 0);
-	store_iter_seek(it, k, sizeof(k));
-	if (store_iter_valid(it)) {
-		key = store_iter_key(it, &klen);
-		if (keys_event_parse(key, klen, d->devno, &off, &rev)) {
-			atomic_store(&d->first, rev);
-			atomic_store(&d->first_offset, off);
-		}
-	}
-	atomic_store(&d->head, atomic_load(&d->first) - 1);
-	atomic_store(&d->end_offset, atomic_load(&d->first_offset));
+	keys_event(k, d->devno, off, 0);
+	for (store_iter_seek(it, k, sizeof(k)); store_iter_valid(it);
+	    store_iter_next(it)) {
+		size_t vlen;
 
-	keys_event(k, d->devno + 1, 0, 0);
-	store_iter_seek(it, k, sizeof(k));
-	if (store_iter_valid(it))
-		store_iter_prev(it);
-	else
-		store_iter_seek_last(it);
-	if (store_iter_valid(it)) {
-		key = store_iter_key(it, &klen);
-		/* a key below the first offset is a reset or compaction's
-		   leftover, not the journal's end */
-		if (keys_event_parse(key, klen, d->devno, &off, &rev) &&
-		    off >= atomic_load(&d->first_offset)) {
-			(void)store_iter_value(it, &vlen);
-			atomic_store(&d->head, rev);
-			atomic_store(&d->end_offset, off + vlen + 1);
+		if (!journal_iter_event(it, d->devno, &o, &r))
+			break;
+		(void)store_iter_value(it, &vlen);
+		if (c->bad == 0 && r == rev && o == off) {
+			rev++;
+			off = o + vlen + 1;
+			continue;
 		}
+		if (c->bad == 0) {
+			c->bad = rev;
+			if (r < rev || (r == rev && o != off))
+				snprintf(c->why, sizeof(c->why), "revision %llu "
+				    "again at offset %llu after revision %llu",
+				    (unsigned long long)r, (unsigned long long)o,
+				    (unsigned long long)rev - 1);
+			else
+				snprintf(c->why, sizeof(c->why), "revisions "
+				    "%llu-%llu missing (offsets %llu-%llu)",
+				    (unsigned long long)rev,
+				    (unsigned long long)r - 1,
+				    (unsigned long long)off,
+				    (unsigned long long)o);
+		}
+		c->after++;
+		c->after_bytes += vlen + 1;
+		if (r > c->last)
+			c->last = r;
 	}
+	c->head = rev - 1;
+	c->end = off;
 	rc = store_iter_status(it, e);
 	store_iter_free(it);
 	return rc;
+}
+
+static int
+journal_check_index(struct journal *j, struct device *d,
+    struct journal_check *c, struct err *e)
+{
+	unsigned char k[KEYS_EVENT_LEN > KEYS_REV_LEN ? KEYS_EVENT_LEN :
+	    KEYS_REV_LEN];
+	uint64_t first = atomic_load(&d->first), want = first, r;
+	struct store_iter *it;
+	char dummy[1];
+	size_t n;
+	int rc;
+
+	while (want <= c->head && !keys_rev_indexed(want))
+		want++;
+	if ((it = store_iter_new(j->store, false)) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	keys_rev(k, d->devno, first);
+	for (store_iter_seek(it, k, KEYS_REV_LEN); store_iter_valid(it) &&
+	    !c->index_bad; store_iter_next(it)) {
+		size_t klen, vlen;
+		const void *key = store_iter_key(it, &klen);
+		const unsigned char *v = store_iter_value(it, &vlen);
+
+		if (!keys_rev_parse(key, klen, d->devno, &r) || r > c->head)
+			break;
+		if (r != want || vlen != 8) {
+			c->index_bad = true;
+			break;
+		}
+		/* the event it names is there */
+		keys_event(k, d->devno, keys_get_u64(v), r);
+		rc = store_get(j->store, k, KEYS_EVENT_LEN, dummy, 0, &n, e);
+		if (rc == -ENOENT) {
+			c->index_bad = true;
+			break;
+		}
+		if (rc < 0 && rc != -EOVERFLOW) {
+			store_iter_free(it);
+			return rc;
+		}
+		want += KEYS_REV_STRIDE;
+	}
+	if (!c->index_bad && want <= c->head)
+		c->index_bad = true;	/* entries missing at the end */
+	if (c->index_bad && c->why[0] == '\0')
+		snprintf(c->why, sizeof(c->why), "the revision index does not "
+		    "match the events from revision %llu on",
+		    (unsigned long long)want);
+	rc = store_iter_status(it, e);
+	store_iter_free(it);
+	return rc;
+}
+
+/*
+ * --repair: cuts d at c->bad (deletes every event key from c->end on) and
+ * writes the revision index of what is kept again.
+ */
+static int
+journal_repair_device(struct journal *j, struct device *d,
+    const struct journal_check *c, struct err *e)
+{
+	unsigned char k[KEYS_EVENT_LEN], rk[KEYS_REV_LEN], rv[8];
+	uint64_t first = atomic_load(&d->first), o, r;
+	struct store_batch *b;
+	struct store_iter *it;
+	int n = 0, rc = 0;
+
+	if ((b = store_batch_new()) == NULL ||
+	    (it = store_iter_new(j->store, false)) == NULL) {
+		store_batch_free(b);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	keys_event(k, d->devno, c->end, 0);
+	for (store_iter_seek(it, k, sizeof(k)); rc == 0 &&
+	    store_iter_valid(it) && journal_iter_event(it, d->devno, &o, &r);
+	    store_iter_next(it)) {
+		size_t klen;
+		const void *key = store_iter_key(it, &klen);
+
+		store_batch_delete(b, key, klen);
+		if (++n == JOURNAL_COMPACT_BATCH) {
+			rc = store_write(j->store, b, true, e);
+			store_batch_clear(b);
+			n = 0;
+		}
+	}
+	keys_rev(rk, d->devno, first);
+	for (store_iter_seek(it, rk, sizeof(rk)); rc == 0 &&
+	    store_iter_valid(it); store_iter_next(it)) {
+		size_t klen;
+		const void *key = store_iter_key(it, &klen);
+
+		if (!keys_rev_parse(key, klen, d->devno, &r))
+			break;
+		store_batch_delete(b, key, klen);
+		if (++n == JOURNAL_COMPACT_BATCH) {
+			rc = store_write(j->store, b, true, e);
+			store_batch_clear(b);
+			n = 0;
+		}
+	}
+	keys_event(k, d->devno, atomic_load(&d->first_offset), 0);
+	for (store_iter_seek(it, k, sizeof(k)); rc == 0 &&
+	    store_iter_valid(it) && journal_iter_event(it, d->devno, &o, &r) &&
+	    o < c->end; store_iter_next(it)) {
+		if (!keys_rev_indexed(r))
+			continue;
+		keys_rev(rk, d->devno, r);
+		keys_put_u64(rv, o);
+		store_batch_put(b, rk, sizeof(rk), rv, sizeof(rv));
+		if (++n == JOURNAL_COMPACT_BATCH) {
+			rc = store_write(j->store, b, true, e);
+			store_batch_clear(b);
+			n = 0;
+		}
+	}
+	if (rc == 0)
+		rc = store_iter_status(it, e);
+	if (rc == 0)
+		rc = store_write(j->store, b, true, e);
+	store_iter_free(it);
+	store_batch_free(b);
+	return rc;
+}
+
+/*
+ * Loads d's bounds from its keys and checks them; damage refuses the
+ * store (naming the device and revisions), or with o->repair cuts the
+ * device at its first bad revision and says what went.
+ */
+static int
+journal_load_device(struct journal *j, struct device *d, struct err *e)
+{
+	struct journal_check c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	if ((rc = journal_check_events(j, d, &c, e)) < 0 ||
+	    (rc = journal_check_index(j, d, &c, e)) < 0)
+		return rc;
+	if ((c.bad != 0 || c.index_bad) && !j->repair)
+		return err_set(e, -EUCLEAN, "device %s: %s: the store is "
+		    "damaged; run odofs --repair %s", d->id, c.why,
+		    j->data_dir);
+	if (c.bad != 0 || c.index_bad) {
+		if ((rc = journal_repair_device(j, d, &c, e)) < 0)
+			return rc;
+		if (j->report != NULL && c.bad != 0)
+			j->report(j->report_arg, d->id, d->local, c.bad,
+			    c.last > c.bad ? c.last : c.bad, c.after,
+			    c.after_bytes, c.why);
+		else if (j->report != NULL)
+			j->report(j->report_arg, d->id, d->local, 0, 0, 0, 0,
+			    c.why);
+	}
+	atomic_store(&d->head, c.head);
+	atomic_store(&d->end_offset, c.end);
+	return 0;
 }
 
 static int
@@ -394,9 +581,9 @@ journal_load(struct journal *j, struct err *e)
 		d->local = strcmp(d->source, j->node_id) == 0 && !d->held;
 		d->hops = JOURNAL_HOPS_NONE;
 		atomic_store(&d->mtime_ns, d->created_ns);
-		if ((rc = journal_load_bounds(j, d, e)) < 0 ||
+		if ((rc = journal_load_device(j, d, e)) < 0 ||
 		    (rc = journal_table_add(j, d, &idx)) < 0) {
-			if (rc != -EIO)
+			if (rc != -EIO && rc != -EUCLEAN)
 				err_set(e, rc, "device %s: cannot load", d->id);
 			device_free(d);
 			goto out;
@@ -407,6 +594,81 @@ journal_load(struct journal *j, struct err *e)
 	rc = store_iter_status(it, e);
 out:
 	store_iter_free(it);
+	return rc;
+}
+
+/*
+ * Each journal against its mark (marks.h): one that ends below how far it
+ * reached when odofs last stopped cleanly lost acknowledged events, though
+ * what is left of it is whole (damage that took the store's last records).
+ */
+static int
+journal_check_marks(struct journal *j, struct err *e)
+{
+	struct mark *m;
+	size_t n;
+	int rc;
+
+	if ((rc = marks_load(j->data_dir, &m, &n, e)) < 0) {
+		if (!j->repair)
+			return rc;
+		log_warnx("%s: ignored", e->msg);	/* saved again below */
+		return 0;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char why[200];
+		uint32_t idx;
+		uint64_t head = 0;
+		bool local = false;
+
+		if (journal_lookup(j, m[i].id, strlen(m[i].id), &idx) == 0) {
+			struct device *d = journal_dev(j, idx);
+
+			head = atomic_load(&d->head);
+			local = d->local;
+			if (d->epoch != m[i].epoch || head >= m[i].head)
+				continue;
+			snprintf(why, sizeof(why), "revisions %llu-%llu missing "
+			    "(it reached revision %llu when odofs last stopped)",
+			    (unsigned long long)head + 1,
+			    (unsigned long long)m[i].head,
+			    (unsigned long long)m[i].head);
+		} else {
+			snprintf(why, sizeof(why), "missing from the store (it "
+			    "reached revision %llu when odofs last stopped)",
+			    (unsigned long long)m[i].head);
+		}
+		if (!j->repair)
+			rc = err_set(e, -EUCLEAN, "device %s: %s: the store is "
+			    "damaged; run odofs --repair %s", m[i].id, why,
+			    j->data_dir);
+		else if (j->report != NULL)
+			j->report(j->report_arg, m[i].id, local, head + 1,
+			    m[i].head, 0, 0, why);
+	}
+	free(m);
+	return rc;
+}
+
+/* Records how far every journal reached (at a clean stop, after repair). */
+static int
+journal_save_marks(struct journal *j, struct err *e)
+{
+	uint32_t n = atomic_load(&j->count);
+	struct mark *m = calloc(n ? n : 1, sizeof(*m));
+	int rc;
+
+	if (m == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		struct device *d = journal_dev(j, i);
+
+		snprintf(m[i].id, sizeof(m[i].id), "%s", d->id);
+		m[i].epoch = d->epoch;
+		m[i].head = atomic_load(&d->head);
+	}
+	rc = marks_save(j->data_dir, m, n, e);
+	free(m);
 	return rc;
 }
 
@@ -451,6 +713,13 @@ journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return err_set(e, -ENOMEM, "out of memory");
 	snprintf(j->node_id, sizeof(j->node_id), "%s", o->node_id);
+	if ((j->data_dir = strdup(o->data_dir)) == NULL) {
+		free(j);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	j->repair = o->repair;
+	j->report = o->report;
+	j->report_arg = o->report_arg;
 	j->sync = o->sync;
 	j->max_event_bytes = o->max_event_bytes;
 	pthread_mutex_init(&j->create_lock, NULL);
@@ -466,10 +735,14 @@ journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 	pthread_mutex_unlock(&j->create_lock);
 	if (rc < 0)
 		goto fail;
+	if ((rc = journal_check_marks(j, e)) < 0 ||
+	    (j->repair && (rc = journal_save_marks(j, e)) < 0))
+		goto fail;
 	/* the firehose log of an earlier run has no reader: go past it */
 	if ((rc = journal_fh_recover(j, e)) < 0)
 		goto fail;
 	journal_firehose_prune(j, UINT64_MAX);
+	j->opened = !j->repair;
 	*out = j;
 	return 0;
 fail:
@@ -484,6 +757,14 @@ journal_close(struct journal *j)
 
 	if (j == NULL)
 		return;
+	if (j->opened) {
+		struct err e;
+
+		err_clear(&e);
+		if (journal_save_marks(j, &e) < 0)
+			log_warnx("%s: how far each journal reached is not "
+			    "recorded", e.msg);
+	}
 	n = atomic_load(&j->count);
 	for (uint32_t i = 0; i < n; i++)
 		device_free(journal_dev(j, i));
@@ -496,6 +777,7 @@ journal_close(struct journal *j)
 	pthread_mutex_destroy(&j->pins_lock);
 	pthread_rwlock_destroy(&j->table_lock);
 	pthread_mutex_destroy(&j->create_lock);
+	free(j->data_dir);
 	free(j);
 }
 
@@ -1070,6 +1352,7 @@ journal_read(struct journal *j, uint32_t idx, uint64_t *offp, char *buf,
 	uint64_t end = atomic_load(&d->end_offset);
 	struct store_iter *it;
 	size_t done = 0, skip;
+	uint64_t next_off, next_rev;
 	ssize_t s;
 
 	if (off >= end || size == 0)
@@ -1095,17 +1378,35 @@ journal_read(struct journal *j, uint32_t idx, uint64_t *offp, char *buf,
 		goto out;
 	}
 	skip = (size_t)s;
-	while (done < size && store_iter_valid(it)) {
-		size_t klen, vlen;
+	/* each event where the one before it ended, revisions in order */
+	next_off = off - skip;
+	next_rev = 0;
+	while (done < size && next_off < end) {
+		size_t klen = 0, vlen;
 		uint64_t evoff, rev;
 		const char *part[2];
 		size_t plen[2];
-		const void *key = store_iter_key(it, &klen);
+		const void *key = store_iter_valid(it) ?
+		    store_iter_key(it, &klen) : NULL;
 
-		if (!keys_event_parse(key, klen, d->devno, &evoff, &rev) ||
-		    evoff >= end)
-			break;
+		if (key == NULL ||
+		    !keys_event_parse(key, klen, d->devno, &evoff, &rev) ||
+		    evoff != next_off || (next_rev != 0 && rev != next_rev)) {
+			if (store_iter_status(it, NULL) < 0)
+				break;
+			log_warnx("device %s: the event at offset %llu (after "
+			    "revision %llu) is missing from the store",
+			    d->id, (unsigned long long)next_off,
+			    (unsigned long long)next_rev - 1);
+			if (done == 0)
+				s = err_set(e, -EIO, "device %s: no event at "
+				    "offset %llu", d->id,
+				    (unsigned long long)next_off);
+			goto out_done;
+		}
 		part[0] = store_iter_value(it, &vlen);
+		next_off = evoff + vlen + 1;
+		next_rev = rev + 1;
 		plen[0] = vlen;
 		part[1] = "\n";
 		plen[1] = 1;
@@ -1116,6 +1417,10 @@ journal_read(struct journal *j, uint32_t idx, uint64_t *offp, char *buf,
 	}
 	if ((s = store_iter_status(it, e)) == 0)
 		s = (ssize_t)done;
+	goto out;
+out_done:
+	if (done > 0)
+		s = (ssize_t)done;	/* the next read gets the error */
 out:
 	store_iter_free(it);
 	return s;
@@ -1151,17 +1456,31 @@ journal_read_range(struct journal *j, uint32_t idx, uint64_t *rev,
 		    d->id, (unsigned long long)*rev);
 		goto out;
 	}
-	while (done < size && *rev <= head && store_iter_valid(it)) {
+	while (done < size && *rev <= head) {
 		char tag[JOURNAL_ID_MAX + 32];
 		const char *part[3];
-		size_t plen[3], klen, vlen, total;
+		size_t plen[3], klen = 0, vlen, total;
 		uint64_t evoff, r;
-		const void *key = store_iter_key(it, &klen);
+		const void *key = store_iter_valid(it) ?
+		    store_iter_key(it, &klen) : NULL;
 		int np = 0;
 
-		if (!keys_event_parse(key, klen, d->devno, &evoff, &r) ||
-		    r != *rev)
+		if (key == NULL && store_iter_status(it, NULL) < 0)
 			break;
+		if (key == NULL ||
+		    !keys_event_parse(key, klen, d->devno, &evoff, &r) ||
+		    r != *rev) {
+			/* never a revision twice or out of order */
+			log_warnx("device %s: revision %llu is missing from the "
+			    "store", d->id, (unsigned long long)*rev);
+			if (done == 0)
+				rc = err_set(e, -EIO, "device %s: revision %llu "
+				    "not found", d->id,
+				    (unsigned long long)*rev);
+			else
+				rc = (ssize_t)done;
+			goto out;
+		}
 		if (tagged) {
 			int n = snprintf(tag, sizeof(tag), "%s\t%llu\t", d->id,
 			    (unsigned long long)r);

@@ -33,12 +33,31 @@
 struct journal;
 struct journal_txn;
 
+/*
+ * What --repair dropped from a device: revisions from to last (events of
+ * them were in the store, bytes long; from 0: nothing dropped, the
+ * revision index was written again), and why.
+ */
+typedef void (*journal_report_fn)(void *arg, const char *device, bool source,
+    uint64_t from, uint64_t last, uint64_t events, uint64_t bytes,
+    const char *why);
+
 struct journal_opts {
 	const char *data_dir;		/* the store lives here */
 	const char *node_id;		/* this node: the source of what it creates */
 	bool sync;			/* every commit waits for stable storage */
 	uint32_t max_event_bytes;	/* longest payload accepted */
 	size_t cache_bytes;		/* LevelDB block cache */
+	/*
+	 * Every device is checked at open (SPEC §1): revisions contiguous
+	 * from first to head, offsets consistent with lengths, the revision
+	 * index consistent.  Damage fails journal_open with -EUCLEAN, naming
+	 * the device and revisions; with repair, each damaged device is cut
+	 * at its first bad revision instead and report (if set) says so.
+	 */
+	bool repair;
+	journal_report_fn report;
+	void *report_arg;
 };
 
 /* A consistent copy of a device's state. */

@@ -5,11 +5,15 @@
  * sync is requested: LevelDB appends an empty record to its log and fsyncs
  * it, and concurrent syncs are grouped by LevelDB's writer queue.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <leveldb/c.h>
 
@@ -59,44 +63,152 @@ store_mkdirs(const char *dir, struct err *e)
 	return 0;
 }
 
+/*
+ * Whether dir holds LevelDB files (a CURRENT, a manifest, tables or a log):
+ * a store, whole or damaged.  A LOCK or LOG alone, or files of ours (a
+ * snapshot command's scratch files), are not one.
+ */
+static int
+store_present(const char *dir, bool *current, unsigned *files, struct err *e)
+{
+	struct dirent *de;
+	DIR *d;
+
+	*current = false;
+	*files = 0;
+	if ((d = opendir(dir)) == NULL)
+		return err_set(e, -errno, "data dir %s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		const char *n = de->d_name, *dot = strrchr(n, '.');
+		size_t digits = strspn(n, "0123456789");
+
+		if (strcmp(n, "CURRENT") == 0)
+			*current = true;
+		else if (strncmp(n, "MANIFEST-", 9) == 0 ||
+		    (digits > 0 && dot == n + digits &&
+		    (strcmp(dot, ".ldb") == 0 || strcmp(dot, ".sst") == 0 ||
+		    strcmp(dot, ".log") == 0)))
+			(*files)++;
+	}
+	closedir(d);
+	return 0;
+}
+
+/*
+ * The pid that holds dir's LOCK (LevelDB locks it with fcntl), or 0 when
+ * it cannot be told.
+ */
+static long
+store_lock_holder(const char *dir)
+{
+	char path[4200];
+	struct flock fl;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/LOCK", dir);
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+		return 0;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_GETLK, &fl) < 0 || fl.l_type == F_UNLCK)
+		fl.l_pid = 0;
+	close(fd);
+	return (long)fl.l_pid;
+}
+
+static struct store *
+store_new(size_t cache_bytes)
+{
+	struct store *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->opts = leveldb_options_create();
+	s->cache = leveldb_cache_create_lru(cache_bytes);
+	s->filter = leveldb_filterpolicy_create_bloom(10);
+	/* a damaged log or table fails the open, never drops records */
+	leveldb_options_set_paranoid_checks(s->opts, 1);
+	leveldb_options_set_cache(s->opts, s->cache);
+	leveldb_options_set_filter_policy(s->opts, s->filter);
+	leveldb_options_set_write_buffer_size(s->opts, 8 << 20);
+	leveldb_options_set_max_open_files(s->opts, 256);
+	s->ropts = leveldb_readoptions_create();
+	leveldb_readoptions_set_verify_checksums(s->ropts, 1);
+	s->wopts = leveldb_writeoptions_create();
+	s->wopts_sync = leveldb_writeoptions_create();
+	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
+	return s;
+}
+
 int
 store_open(struct store **out, const char *dir, size_t cache_bytes,
     struct err *e)
 {
 	struct store *s;
 	char *lerr = NULL;
+	unsigned files;
+	bool current;
+	long pid;
 	int rc;
 
 	*out = NULL;
-	if ((rc = store_mkdirs(dir, e)) < 0)
+	if ((rc = store_mkdirs(dir, e)) < 0 ||
+	    (rc = store_present(dir, &current, &files, e)) < 0)
 		return rc;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if (!current && files > 0)
+		return err_set(e, -EUCLEAN, "data dir %s: the store is damaged "
+		    "(no CURRENT file, %u store file%s): not re-created; run "
+		    "odofs --repair %s", dir, files, files == 1 ? "" : "s", dir);
+	if ((s = store_new(cache_bytes)) == NULL)
 		return err_set(e, -ENOMEM, "store: out of memory");
-	s->opts = leveldb_options_create();
-	s->cache = leveldb_cache_create_lru(cache_bytes);
-	s->filter = leveldb_filterpolicy_create_bloom(10);
-	leveldb_options_set_create_if_missing(s->opts, 1);
-	leveldb_options_set_cache(s->opts, s->cache);
-	leveldb_options_set_filter_policy(s->opts, s->filter);
-	leveldb_options_set_write_buffer_size(s->opts, 8 << 20);
-	leveldb_options_set_max_open_files(s->opts, 256);
-	s->ropts = leveldb_readoptions_create();
-	s->wopts = leveldb_writeoptions_create();
-	s->wopts_sync = leveldb_writeoptions_create();
-	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
-
+	/* created only where there is none: never over data */
+	leveldb_options_set_create_if_missing(s->opts, !current);
+	leveldb_options_set_error_if_exists(s->opts, !current);
 	s->db = leveldb_open(s->opts, dir, &lerr);
 	if (lerr != NULL) {
-		/* LevelDB says "IO error: lock ...: Resource temporarily
-		 * unavailable" when another daemon holds the directory. */
-		rc = err_set(e, strstr(lerr, "lock") ? -EBUSY : -EIO,
-		    "data dir %s: cannot open the store: %s", dir, lerr);
+		/* LevelDB: "IO error: lock DIR/LOCK: <why>" */
+		if (strncmp(lerr, "IO error: lock ", 15) == 0) {
+			pid = store_lock_holder(dir);
+			if (pid > 0)
+				rc = err_set(e, -EBUSY, "data dir %s in use by "
+				    "another odofs (pid %ld)", dir, pid);
+			else
+				rc = err_set(e, -EBUSY, "data dir %s in use by "
+				    "another odofs", dir);
+		} else if (current) {
+			rc = err_set(e, -EUCLEAN, "data dir %s: the store is "
+			    "damaged: %s; run odofs --repair %s", dir, lerr,
+			    dir);
+		} else {
+			rc = err_set(e, -EIO, "data dir %s: cannot create the "
+			    "store: %s", dir, lerr);
+		}
 		leveldb_free(lerr);
 		store_close(s);
 		return rc;
 	}
 	*out = s;
 	return 0;
+}
+
+int
+store_repair(const char *dir, struct err *e)
+{
+	struct store *s;
+	char *lerr = NULL;
+	int rc = 0;
+
+	if ((s = store_new(8 << 20)) == NULL)
+		return err_set(e, -ENOMEM, "store: out of memory");
+	leveldb_repair_db(s->opts, dir, &lerr);
+	if (lerr != NULL) {
+		rc = err_set(e, -EIO, "data dir %s: repair failed: %s", dir,
+		    lerr);
+		leveldb_free(lerr);
+	}
+	store_close(s);
+	return rc;
 }
 
 void

@@ -20,9 +20,21 @@ struct store;
 struct store_batch;
 struct store_iter;
 
-/* Opens (creating dir and the database if missing) the store in dir. */
+/*
+ * Opens the store in dir (made if missing).  The store is created only
+ * where there is none (no LevelDB file: a missing or empty dir); one that
+ * is there but does not open whole is refused: -EUCLEAN (damaged, e names
+ * the problem and odofs --repair), -EBUSY (another process holds it: e
+ * names its pid), -EIO.  LevelDB's paranoid checks are on: a damaged log
+ * or table fails the open instead of losing records silently.
+ */
 int store_open(struct store **out, const char *dir, size_t cache_bytes,
     struct err *e);
+/*
+ * LevelDB's repair of the store in dir (not open anywhere): salvages every
+ * record it can read into new tables.  Blocks for as long as that takes.
+ */
+int store_repair(const char *dir, struct err *e);
 void store_close(struct store *s);
 
 /*

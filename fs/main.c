@@ -30,6 +30,7 @@
 #include "log.h"
 #include "peering.h"
 #include "pipes.h"
+#include "repair.h"
 #include "snapshot.h"
 
 #define MAIN_CACHE_BYTES	(8u << 20)
@@ -51,11 +52,12 @@ struct args {
 	bool foreground;
 	bool debug;
 	bool check_config;
+	const char *repair;		/* --repair DATA_DIR */
 };
 
 enum {
 	OPT_ID = 256, OPT_DATA, OPT_LISTEN, OPT_PEER, OPT_CERT, OPT_KEY,
-	OPT_CA, OPT_VERSION, OPT_HELP, OPT_CHECK,
+	OPT_CA, OPT_VERSION, OPT_HELP, OPT_CHECK, OPT_REPAIR,
 };
 
 static const struct option main_longopts[] = {
@@ -68,6 +70,7 @@ static const struct option main_longopts[] = {
 	{ "key", required_argument, NULL, OPT_KEY },
 	{ "ca", required_argument, NULL, OPT_CA },
 	{ "check-config", no_argument, NULL, OPT_CHECK },
+	{ "repair", required_argument, NULL, OPT_REPAIR },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -79,6 +82,7 @@ main_usage(FILE *f)
 	fprintf(f,
 	    "usage: odofs [OPTIONS] MOUNTPOINT\n"
 	    "       odofs --check-config [-c FILE] [OPTIONS]\n"
+	    "       odofs --repair DATA_DIR [-c FILE] [--id NAME]\n"
 	    "\n"
 	    "  -c, --config FILE  libconfig file (see odofs.conf)\n"
 	    "  --id NAME          this node's id (default: node.id, else the host name)\n"
@@ -92,6 +96,8 @@ main_usage(FILE *f)
 	    "  -d                 debug logging\n"
 	    "  -o OPT[,OPT]       FUSE mount options\n"
 	    "  --check-config     check the configuration, print \"configuration OK\"\n"
+	    "  --repair DATA_DIR  salvage a damaged store, cut damaged journals at\n"
+	    "                     their first bad revision, report what was dropped\n"
 	    "  --version          print the version\n"
 	    "  --help             print this help\n");
 }
@@ -167,6 +173,9 @@ main_parse_args(int argc, char **argv, struct args *a)
 		case OPT_CHECK:
 			a->check_config = true;
 			break;
+		case OPT_REPAIR:
+			a->repair = optarg;
+			break;
 		case 'V':
 		case OPT_VERSION:
 			printf("odofs %s (libfuse %d.%d)\n", ODOFS_VERSION,
@@ -193,7 +202,7 @@ main_parse_args(int argc, char **argv, struct args *a)
 		    argv[optind]);
 		return -1;
 	}
-	if (a->mountpoint == NULL && !a->check_config) {
+	if (a->mountpoint == NULL && !a->check_config && a->repair == NULL) {
 		main_fail("missing MOUNTPOINT (see odofs --help)");
 		return -1;
 	}
@@ -508,6 +517,7 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
 		goto out;
 	}
+	memset(&jo, 0, sizeof(jo));
 	jo.data_dir = cfg->data_dir;
 	jo.node_id = cfg->node_id;
 	jo.sync = cfg->sync;
@@ -648,6 +658,8 @@ main(int argc, char **argv)
 		printf("configuration OK\n");
 		return 0;
 	}
+	if (a.repair != NULL)
+		return repair_run(a.repair, cfg.node_id);
 	if (main_check_mountpoint(a.mountpoint) < 0)
 		return 1;
 	if (!a.foreground)

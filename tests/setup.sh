@@ -20,7 +20,8 @@ done
 
 PKGS=(build-essential pkg-config meson ninja-build libfuse3-dev fuse3
       libleveldb-dev libconfig-dev libssl-dev python3 python3-pytest
-      openssl util-linux procps valgrind clang rsync sqlite3 iproute2)
+      openssl util-linux procps valgrind clang rsync sqlite3 iproute2
+      python3-plyvel)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -1,0 +1,253 @@
+"""SPEC §1: the store never loses or invents data.  A data dir that holds
+store files but is damaged is refused with one line naming the problem and
+`odofs --repair DATA_DIR`; it is never re-created or silently trimmed.
+--repair salvages what is intact, cuts each damaged journal at its first
+bad revision, reports exactly what it dropped, and a replica cut this way
+fetches the rest from its peers.  The damage is made the way accidents
+make it: files removed or overwritten, or (with plyvel, LevelDB's Python
+binding, while no daemon runs) keys gone from an otherwise sound store."""
+import os
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from conftest import ODOFS, wait_for
+from test_replication import start, conf, wait_converged
+
+N = 1000
+
+
+def fill(node, dev="dev", n=N, width=40):
+    os.mkdir(node.path(dev))
+    with open(node.path(dev, "events"), "a") as f:
+        f.write("".join("%06d %s\n" % (i, "v" * width) for i in range(1, n + 1)))
+
+
+def listing(d):
+    return sorted(os.listdir(d))
+
+
+def refused(node, *extra):
+    """Starts node's daemon, which must exit 1 with one line on stderr
+    (returned) before mounting."""
+    p = subprocess.run(node.command(*extra), capture_output=True, text=True,
+                       timeout=60)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert len(lines) == 1, p.stderr
+    assert not os.path.ismount(node.mnt)
+    return lines[0]
+
+
+def repair(node):
+    p = subprocess.run([ODOFS, "--repair", node.data, "--id", node.id],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def events(node, dev="dev"):
+    with open(node.path(dev, "events")) as f:
+        return f.read().splitlines()
+
+
+def check_prefix(lines, upto):
+    """lines are revisions 1..upto of fill(), each once, in order."""
+    assert len(lines) == upto
+    for i, l in enumerate(lines, start=1):
+        assert l.startswith("%06d " % i), (i, l[:20])
+
+
+def test_missing_current_is_refused_not_recreated(nodes):
+    a = nodes("a")
+    a.start()
+    fill(a)
+    assert a.stop() == 0
+    before = listing(a.data)
+    os.unlink(os.path.join(a.data, "CURRENT"))
+    line = refused(a)
+    assert "damaged" in line and "no CURRENT" in line, line
+    assert "odofs --repair " + a.data in line, line
+    # nothing was created over it, nothing deleted
+    assert listing(a.data) == [f for f in before if f != "CURRENT"]
+    out = repair(a)
+    print(out)
+    assert "0 cut" in out, out
+    a.start()
+    check_prefix(events(a), N)
+    assert a.info("dev")["head"] == N
+
+
+def test_current_and_manifest_gone_and_tables_in_an_empty_dir(nodes):
+    a = nodes("a")
+    a.start()
+    fill(a)
+    assert a.stop() == 0
+    for f in os.listdir(a.data):
+        if f == "CURRENT" or f.startswith("MANIFEST-"):
+            os.unlink(os.path.join(a.data, f))
+    line = refused(a)
+    assert "damaged" in line and "--repair" in line, line
+    # the store files copied into an empty dir: refused as well
+    b = nodes("b", node_id="a")
+    os.makedirs(b.data)
+    for f in os.listdir(a.data):
+        if f.endswith((".log", ".ldb", ".sst")):
+            shutil.copy(os.path.join(a.data, f), b.data)
+    line = refused(b)
+    assert "damaged" in line and "--repair" in line, line
+    repair(b)
+    b.start()
+    check_prefix(events(b), N)
+
+
+def test_damaged_log_is_refused_then_repaired_and_reported(nodes):
+    a = nodes("a")
+    a.start()
+    fill(a, n=20000)
+    assert a.stop() == 0
+    logs = [f for f in os.listdir(a.data) if f.endswith(".log")]
+    assert len(logs) == 1
+    path = os.path.join(a.data, logs[0])
+    size = os.path.getsize(path)
+    assert size > 500000, size      # the events are in the log, not tables
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        f.write(b"\xa5" * 256)
+    line = refused(a)
+    assert "damaged" in line and "--repair" in line, line
+    out = repair(a)
+    print(out)
+    # the journal is cut at its first bad revision, and the report says
+    # exactly which revisions went
+    cut = [l for l in out.splitlines() if l.startswith("device dev (source)")]
+    assert len(cut) == 1, out
+    a.start()
+    head = a.info("dev")["head"]
+    assert 0 < head < 20000
+    assert "cut at revision %d: dropped revisions %d-20000" % (head + 1, head + 1) in cut[0], cut
+    lines = events(a)
+    check_prefix(lines, head)
+    # appends go on after the cut, as revision head + 1
+    with open(a.path("dev", "events"), "a") as f:
+        f.write("after\n")
+    assert a.info("dev")["head"] == head + 1
+
+
+def _devno(db, dev):
+    rec = db.get(b"D" + dev.encode())
+    return struct.unpack(">I", rec[1:5])[0]
+
+
+def _event_keys(db, devno):
+    pre = b"E" + struct.pack(">I", devno)
+    return [(k, struct.unpack(">QQ", k[5:21])) for k, _ in db.iterator(prefix=pre)]
+
+
+@pytest.fixture
+def plyvel():
+    return pytest.importorskip("plyvel")
+
+
+def test_gap_in_a_journal_is_named_and_cut_by_repair(nodes, plyvel):
+    a = nodes("a")
+    a.start()
+    fill(a)
+    assert a.stop() == 0
+    db = plyvel.DB(a.data)
+    devno = _devno(db, "dev")
+    for k, (off, rev) in _event_keys(db, devno):
+        if 501 <= rev <= 600:
+            db.delete(k)
+    db.close()
+    line = refused(a)
+    assert "device dev: revisions 501-600 missing" in line, line
+    assert "--repair " + a.data in line, line
+    out = repair(a)
+    assert "device dev (source): revisions 501-600 missing" in out, out
+    assert "dropped revisions 501-1000 (400 events in the store" in out, out
+    a.start()
+    assert a.info("dev")["head"] == 500
+    check_prefix(events(a), 500)
+
+
+def test_repeated_revision_is_refused(nodes, plyvel):
+    a = nodes("a")
+    a.start()
+    fill(a)
+    assert a.stop() == 0
+    db = plyvel.DB(a.data)
+    devno = _devno(db, "dev")
+    keys = dict((rev, (k, off)) for k, (off, rev) in _event_keys(db, devno))
+    k700, off700 = keys[700]
+    # revision 699 once more, where 700 was
+    db.put(b"E" + struct.pack(">IQQ", devno, off700, 699), db.get(keys[699][0]))
+    db.delete(k700)
+    db.close()
+    line = refused(a)
+    assert "device dev: revision 699 again" in line, line
+
+
+def test_broken_revision_index_is_refused_and_rewritten(nodes, plyvel):
+    a = nodes("a")
+    a.start()
+    fill(a)
+    assert a.stop() == 0
+    db = plyvel.DB(a.data)
+    devno = _devno(db, "dev")
+    db.delete(b"R" + struct.pack(">IQ", devno, 129))
+    db.close()
+    line = refused(a)
+    assert "device dev: the revision index does not match" in line, line
+    out = repair(a)
+    assert "revision index written again, no event dropped" in out, out
+    a.start()
+    check_prefix(events(a), N)
+    # reads by revision use the index
+    with open(a.path("dev", "from", "130")) as f:
+        assert f.readline().startswith("000130 ")
+
+
+def test_cut_replica_fetches_the_rest_from_its_peer(nodes, certs, plyvel):
+    a = start(nodes, certs, "a")
+    fill(a)
+    b = start(nodes, certs, "b", [a.port], config=conf())
+    wait_converged(a, "dev", b)
+    port = b.port
+    assert b.stop() == 0
+    db = plyvel.DB(b.data)
+    devno = _devno(db, "dev")
+    for k, (off, rev) in _event_keys(db, devno):
+        if rev == 300:
+            db.delete(k)
+    db.close()
+    line = refused(b)
+    assert "device dev: revisions 300-300 missing" in line, line
+    out = repair(b)
+    assert "device dev (replica)" in out and "its peers send them again" in out, out
+    b.start_peer(certs, port, [a.port], config=conf())
+    wait_converged(a, "dev", b)
+    assert events(b) == events(a)
+
+
+def test_data_dir_in_use_names_the_other_daemon(nodes):
+    a = nodes("a")
+    a.start()
+    b = nodes("b", node_id="a")
+    b.data = a.data
+    line = refused(b)
+    assert line == "odofs: data dir %s in use by another odofs (pid %d)" % (
+        a.data, a.proc.pid), line
+
+
+def test_empty_or_missing_dir_is_created(nodes):
+    a = nodes("a")
+    os.makedirs(a.data)
+    with open(os.path.join(a.data, "notes.txt"), "w") as f:
+        f.write("not a store\n")
+    a.start()
+    os.mkdir(a.path("dev"))
+    assert a.stop() == 0
+    assert "CURRENT" in os.listdir(a.data)
