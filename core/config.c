@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,6 +42,8 @@
 #define CONFIG_FILE_MAX		(1024 * 1024)	/* bytes of a config file */
 #define CONFIG_KEY_MAX		256		/* bytes of a dotted key path */
 #define CONFIG_SHOW_MAX		64		/* bytes of user text in a message */
+#define CONFIG_GRBUF_MIN	4096		/* getgrnam_r's buffer at first */
+#define CONFIG_GRBUF_MAX	(1024 * 1024)	/* at most (many members) */
 
 enum key_type {
 	KEY_GROUP,	/* a { } group of further keys */
@@ -152,6 +155,8 @@ static const struct key config_keys[] = {
 	    1048576),
 	K_GROUP("durability"),
 	K_BOOL("durability.sync", sync, false),
+	K_GROUP("fs"),
+	K_STR("fs.group", fs_group, NULL, ""),
 	K_GROUP("log"),
 	K_LEVEL("log.level", log_level, LOG_LEVEL_INFO),
 };
@@ -1025,6 +1030,44 @@ config_resolve_data_dir(struct config *cfg, struct err *e)
 	return 0;
 }
 
+/* Looks fs.group up in the group database: its gid, or an error. */
+static int
+config_resolve_group(struct config *cfg, struct err *e)
+{
+	char show[CONFIG_SHOW_MAX + 4];
+	struct group gr, *found = NULL;
+	size_t size = CONFIG_GRBUF_MIN;
+	char *buf = NULL, *more;
+	int rc;
+
+	cfg->fs_gid = 0;
+	if (cfg->fs_group[0] == '\0')
+		return 0;
+	config_show(show, sizeof(show), cfg->fs_group);
+	for (;;) {
+		if ((more = realloc(buf, size)) == NULL) {
+			rc = err_set(e, -ENOMEM, "fs.group: cannot look up "
+			    "'%s': %s", show, strerror(ENOMEM));
+			goto out;
+		}
+		buf = more;
+		rc = getgrnam_r(cfg->fs_group, &gr, buf, size, &found);
+		if (rc != ERANGE || size >= CONFIG_GRBUF_MAX)
+			break;
+		size *= 2;
+	}
+	if (rc != 0 && rc != ENOENT)
+		rc = err_set(e, -rc, "fs.group: cannot look up '%s': %s", show,
+		    strerror(rc));
+	else if (found == NULL)
+		rc = err_set(e, -EINVAL, "fs.group: no group named '%s'", show);
+	else
+		cfg->fs_gid = found->gr_gid;
+out:
+	free(buf);
+	return rc;
+}
+
 static int
 config_check_readable(const char *key, const char *path, struct err *e)
 {
@@ -1064,6 +1107,8 @@ config_check(struct config *cfg, struct err *e)
 	if ((rc = config_check_keys(cfg, e)) != 0)
 		return rc;
 	if ((rc = config_resolve_data_dir(cfg, e)) != 0)
+		return rc;
+	if ((rc = config_resolve_group(cfg, e)) != 0)
 		return rc;
 	for (size_t i = 0; i < NELEM(tls); i++)
 		if ((rc = config_path_resolve(tls[i].path, tls[i].size,

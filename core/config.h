@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "err.h"
 #include "log.h"
@@ -31,6 +32,7 @@
 #define CONFIG_MAX_GLOBS	64	/* sync.devices patterns */
 #define CONFIG_GLOB_MAX		128
 #define CONFIG_COMMAND_MAX	4096
+#define CONFIG_GROUP_MAX	256	/* bytes of a group name */
 
 struct config {
 	/* node */
@@ -76,6 +78,10 @@ struct config {
 	/* durability */
 	bool sync;
 
+	/* fs */
+	char fs_group[CONFIG_GROUP_MAX];	/* "" = no group may write */
+	gid_t fs_gid;			/* fs_group's, set by config_check() */
+
 	/* log */
 	enum log_level log_level;
 };
@@ -104,8 +110,9 @@ bool config_valid_id(const char *s, size_t len, size_t max);
 
 /*
  * Resolves what depends on the environment (node id from the host name,
- * data dir from $XDG_DATA_HOME or $HOME) and checks the whole: ids valid,
- * addresses well formed, peering configured only with tls.cert, tls.key and
+ * data dir from $XDG_DATA_HOME or $HOME, fs.group's gid from the group
+ * database) and checks the whole: ids valid, addresses well formed, the
+ * group known, peering configured only with tls.cert, tls.key and
  * tls.ca all set and readable.  Returns 0 or a negative errno with e set to
  * one line naming the key.
  */

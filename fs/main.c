@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,6 +418,8 @@ main_background(void)
 	if (pid == 0) {
 		close(p[0]);
 		setsid();
+		/* keep no directory busy; every path is absolute by now */
+		(void)!chdir("/");
 		return p[1];
 	}
 	close(p[1]);
@@ -444,11 +447,15 @@ main_report(int fd, int status, const char *line)
 	close(fd);
 }
 
-/* Background mode logs into the data directory once the mount is up. */
+/*
+ * Background mode logs into the data directory once the mount is up, with
+ * times; SIGHUP reopens the file (main_on_hup).
+ */
 static void
 main_detach_stdio(const struct config *cfg)
 {
 	char path[CONFIG_PATH_MAX + 16];
+	struct err e;
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/odofs.log", cfg->data_dir);
@@ -457,11 +464,33 @@ main_detach_stdio(const struct config *cfg)
 		dup2(fd, STDOUT_FILENO);
 		close(fd);
 	}
-	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    0600)) >= 0) {
-		dup2(fd, STDERR_FILENO);
-		close(fd);
-	}
+	if (log_open_file(path, &e) < 0)
+		log_warnx("%s; logging to stderr", e.msg);
+}
+
+/* SIGHUP: reopen the log file (logrotate), nothing else. */
+static void
+main_on_hup(int sig)
+{
+	(void)sig;
+	log_reopen();
+}
+
+/*
+ * Installs main_on_hup before fuse_set_signal_handlers(), which leaves a
+ * signal that already has a handler alone (its own HUP handler would end
+ * the session).  SA_RESTART: a HUP interrupts no worker's system call.
+ */
+static int
+main_catch_hup(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = main_on_hup;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	return sigaction(SIGHUP, &sa, NULL);
 }
 
 /* Core's commit hook: wake the live pipes and the snapshot policy. */
@@ -538,9 +567,11 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		}
 	}
 
+	/* the kernel enforces the modes the tree shows (SPEC §2) */
 	if (fuse_opt_add_arg(&fargs, "odofs") != 0 ||
 	    fuse_opt_add_arg(&fargs, "-o") != 0 ||
-	    fuse_opt_add_arg(&fargs, "fsname=odofs,subtype=odofs") != 0)
+	    fuse_opt_add_arg(&fargs,
+	    "fsname=odofs,subtype=odofs,default_permissions") != 0)
 		goto nomem;
 	for (size_t i = 0; i < a->nfuse_opts; i++)
 		if (fuse_opt_add_arg(&fargs, "-o") != 0 ||
@@ -577,7 +608,7 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	}
 	journal_set_notify(o.journal, main_on_commit, &o);
 	journal_set_snapshot_notify(o.journal, main_on_snapshot, &o);
-	if (fuse_set_signal_handlers(se) != 0) {
+	if (main_catch_hup() != 0 || fuse_set_signal_handlers(se) != 0) {
 		snprintf(line, sizeof(line), "odofs: cannot set signal handlers\n");
 		goto out;
 	}
@@ -643,6 +674,7 @@ int
 main(int argc, char **argv)
 {
 	static struct config cfg;	/* large: keep it off the stack */
+	static char mountpoint[PATH_MAX];
 	struct args a;
 	int report_fd = -1;
 
@@ -662,7 +694,15 @@ main(int argc, char **argv)
 		return repair_run(a.repair, cfg.node_id);
 	if (main_check_mountpoint(a.mountpoint) < 0)
 		return 1;
-	if (!a.foreground)
+	if (!a.foreground) {
+		/* the daemon works from "/" */
+		if (realpath(a.mountpoint, mountpoint) == NULL) {
+			main_fail("mountpoint %s: %s", a.mountpoint,
+			    strerror(errno));
+			return 1;
+		}
+		a.mountpoint = mountpoint;
 		report_fd = main_background();
+	}
 	return main_run(&a, &cfg, report_fd);
 }

@@ -3,6 +3,7 @@
  * the device's base inode.
  */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tree.h"
 
@@ -127,6 +128,34 @@ bool
 tree_is_dir(enum tree_kind kind)
 {
 	return kind == TREE_ROOT || kind == TREE_DEV || kind == TREE_FROM;
+}
+
+mode_t
+tree_mode(enum tree_kind kind, bool local, bool group_writes)
+{
+	mode_t writable = group_writes ? 0664 : 0644;
+
+	switch (kind) {
+	case TREE_ROOT:
+	case TREE_DEV:
+		return S_IFDIR | writable | 0111;
+	case TREE_FROM:
+		return S_IFDIR | 0555;
+	case TREE_EVENTS:
+	case TREE_SNAPSHOT:
+		return S_IFREG | (local ? writable : 0444);
+	case TREE_STATUS:
+	case TREE_METRICS:
+	case TREE_FIREHOSE:
+	case TREE_PEERS:
+	case TREE_INFO:
+	case TREE_LIVE:
+	case TREE_FROM_REV:
+		return S_IFREG | 0444;
+	case TREE_NONE:
+		break;
+	}
+	return 0;
 }
 
 enum tree_kind

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum tree_kind {
 	TREE_NONE = 0,
@@ -61,6 +62,17 @@ bool tree_decode(uint64_t ino, uint32_t ndevs, struct tree_node *out);
 
 /* Whether kind is a directory. */
 bool tree_is_dir(enum tree_kind kind);
+
+/*
+ * The type and permission bits of a node of kind (SPEC §2, §3), which the
+ * kernel enforces (the mount has default_permissions).  The owner, the
+ * daemon's user, may write what takes writes: events and snapshot when local
+ * (this node is the device's source), the root and device directories
+ * (mkdir); everything else is read-only, and everyone may read.  With
+ * group_writes (fs.group is set) the group may write what the owner may:
+ * 0664 and 0775 instead of 0644 and 0755.  0 for TREE_NONE.
+ */
+mode_t tree_mode(enum tree_kind kind, bool local, bool group_writes);
 
 /*
  * The node's own root entries and the files of a device directory.  The
