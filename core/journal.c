@@ -1743,6 +1743,7 @@ journal_snap_open(struct journal *j, uint32_t idx, struct journal_snap **out,
 		free(s);
 		return err_set(e, -ENOMEM, "out of memory");
 	}
+	store_iter_hold_long(s->it);	/* kept while the snapshot is read */
 	s->j = j;
 	s->d = d;
 	/* the record as this view has it: rev and length match the chunks */

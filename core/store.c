@@ -4,20 +4,40 @@
  * leveldb_* type leaves this file.  An empty synchronous write is how a
  * sync is requested: LevelDB appends an empty record to its log and fsyncs
  * it, and concurrent syncs are grouped by LevelDB's writer queue.
+ *
+ * A failed write (a full disk, an I/O error) fails the store for writes:
+ * LevelDB may keep a background error, and a log append that failed half
+ * way leaves a torn record that later records must not follow, so from
+ * then on writes fail at once without reaching LevelDB (nothing written
+ * after the failure can be lost behind it) while reads go on.  A recovery
+ * thread, with backoff, waits until the file system has room for LevelDB
+ * to replay its log, then reopens the database: new calls wait while the
+ * calls and iterators under way finish (each holds the handle: `users`),
+ * the database is closed and opened again (replaying the log, whose torn
+ * tail LevelDB drops as the unacknowledged write it was), and writes go
+ * on.  Iterators held long (a snapshot being served) postpone it.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <leveldb/c.h>
 
+#include "log.h"
 #include "store.h"
+
+#define STORE_RETRY_MIN_MS	100
+#define STORE_RETRY_MAX_MS	5000
+#define STORE_ROOM_SPARE	(1u << 20)	/* beyond the logs to replay */
 
 struct store {
 	leveldb_t *db;
@@ -28,6 +48,18 @@ struct store {
 	leveldb_writeoptions_t *wopts;
 	leveldb_writeoptions_t *wopts_sync;
 	_Atomic uint64_t syncs;		/* writes that reached stable storage */
+	char *dir;
+	/* failure and recovery: see the top of this file */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;		/* users fell, failed, reopened, closing */
+	unsigned users;			/* calls and iterators on db */
+	unsigned long_users;		/* of them: iterators held long */
+	bool reopening, closing, thread_started;
+	int failed;			/* 0; -ENOSPC or -EIO: writes refused */
+	char why[STORE_WHY_MAX];
+	time_t since;
+	uint64_t failures, reopens;
+	pthread_t thread;
 };
 
 struct store_batch {
@@ -35,8 +67,10 @@ struct store_batch {
 };
 
 struct store_iter {
+	struct store *s;
 	leveldb_iterator_t *it;
 	leveldb_readoptions_t *ropts;
+	bool held_long;
 };
 
 static int
@@ -117,13 +151,21 @@ store_lock_holder(const char *dir)
 	return (long)fl.l_pid;
 }
 
+static void *store_recovery(void *arg);
+
 static struct store *
 store_new(size_t cache_bytes)
 {
 	struct store *s = calloc(1, sizeof(*s));
+	pthread_condattr_t ca;
 
 	if (s == NULL)
 		return NULL;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	s->opts = leveldb_options_create();
 	s->cache = leveldb_cache_create_lru(cache_bytes);
 	s->filter = leveldb_filterpolicy_create_bloom(10);
@@ -139,6 +181,163 @@ store_new(size_t cache_bytes)
 	s->wopts_sync = leveldb_writeoptions_create();
 	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
 	return s;
+}
+
+/* A call or an iterator on db: waits while the database is reopened. */
+static void
+store_hold(struct store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	while (s->reopening)
+		pthread_cond_wait(&s->cv, &s->mu);
+	s->users++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+store_release(struct store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (--s->users == 0 && s->reopening)
+		pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* A write failed: writes are refused until the recovery thread reopens. */
+static int
+store_fail(struct store *s, const char *lerr, struct err *e)
+{
+	int code = strstr(lerr, "No space left") != NULL ? -ENOSPC :
+	    strstr(lerr, "Disk quota") != NULL ? -EDQUOT : -EIO;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->failed == 0) {
+		s->failed = code;
+		snprintf(s->why, sizeof(s->why), "%s", lerr);
+		s->since = time(NULL);
+		s->failures++;
+		pthread_cond_broadcast(&s->cv);
+		log_warnx("store: writes fail until it is reopened: %s", lerr);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return err_set(e, code, "store write: %s", lerr);
+}
+
+/*
+ * Whether the data dir's file system has room for LevelDB to replay its
+ * logs into a table and start a new log: their size, and some to spare.
+ */
+static bool
+store_has_room(const char *dir)
+{
+	char path[4200];
+	unsigned long long need = STORE_ROOM_SPARE;
+	struct statvfs vfs;
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	if ((d = opendir(dir)) == NULL)
+		return false;
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+
+		if (n > 4 && strcmp(de->d_name + n - 4, ".log") == 0) {
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			if (stat(path, &st) == 0)
+				need += (unsigned long long)st.st_size;
+		}
+	}
+	closedir(d);
+	return statvfs(dir, &vfs) == 0 &&
+	    (unsigned long long)vfs.f_bavail * vfs.f_frsize >= need;
+}
+
+/* Waits ms on s->cv (under s->mu); true when closing. */
+static bool
+store_sleep(struct store *s, unsigned ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	while (!s->closing &&
+	    pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)
+		;
+	return s->closing;
+}
+
+/* The recovery thread: see the top of this file. */
+static void *
+store_recovery(void *arg)
+{
+	struct store *s = arg;
+	unsigned delay = STORE_RETRY_MIN_MS;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		char *lerr = NULL;
+
+		while (s->failed == 0 && !s->closing)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->closing || store_sleep(s, delay))
+			break;
+		if (delay < STORE_RETRY_MAX_MS)
+			delay *= 2;
+		if (s->long_users > 0)
+			continue;	/* a snapshot is being read: later */
+		pthread_mutex_unlock(&s->mu);
+		if (s->failed == -EIO || store_has_room(s->dir)) {
+			pthread_mutex_lock(&s->mu);
+		} else {
+			pthread_mutex_lock(&s->mu);
+			continue;
+		}
+		s->reopening = true;
+		while (s->users > 0)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->db != NULL)
+			leveldb_close(s->db);
+		leveldb_options_set_create_if_missing(s->opts, 0);
+		leveldb_options_set_error_if_exists(s->opts, 0);
+		s->db = leveldb_open(s->opts, s->dir, &lerr);
+		if (lerr == NULL) {
+			log_info("store: reopened after %ld s of failed writes "
+			    "(%s); writes go on", (long)(time(NULL) - s->since),
+			    s->why);
+			s->failed = 0;
+			s->why[0] = '\0';
+			s->reopens++;
+			delay = STORE_RETRY_MIN_MS;
+		} else {
+			/* reads fail too now, until an open succeeds */
+			log_warnx("store: reopen failed: %s", lerr);
+			snprintf(s->why, sizeof(s->why), "%s", lerr);
+			s->db = NULL;
+			leveldb_free(lerr);
+		}
+		s->reopening = false;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+void
+store_state(struct store *s, struct store_state *out)
+{
+	pthread_mutex_lock(&s->mu);
+	out->failed = s->failed;
+	snprintf(out->why, sizeof(out->why), "%s", s->why);
+	out->since = s->since;
+	out->failures = s->failures;
+	out->reopens = s->reopens;
+	pthread_mutex_unlock(&s->mu);
 }
 
 int
@@ -188,6 +387,16 @@ store_open(struct store **out, const char *dir, size_t cache_bytes,
 		store_close(s);
 		return rc;
 	}
+	if ((s->dir = strdup(dir)) == NULL) {
+		store_close(s);
+		return err_set(e, -ENOMEM, "store: out of memory");
+	}
+	if ((rc = pthread_create(&s->thread, NULL, store_recovery, s)) != 0) {
+		store_close(s);
+		return err_set(e, -rc, "store: recovery thread: %s",
+		    strerror(rc));
+	}
+	s->thread_started = true;
 	*out = s;
 	return 0;
 }
@@ -216,8 +425,18 @@ store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
+	if (s->thread_started) {
+		pthread_mutex_lock(&s->mu);
+		s->closing = true;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->thread, NULL);
+	}
 	if (s->db != NULL)
 		leveldb_close(s->db);
+	free(s->dir);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
 	if (s->wopts_sync != NULL)
 		leveldb_writeoptions_destroy(s->wopts_sync);
 	if (s->wopts != NULL)
@@ -241,7 +460,12 @@ store_get(struct store *s, const void *key, size_t klen, void *val,
 	size_t vlen = 0;
 	char *v;
 
-	v = leveldb_get(s->db, s->ropts, key, klen, &vlen, &lerr);
+	store_hold(s);
+	v = s->db != NULL ? leveldb_get(s->db, s->ropts, key, klen, &vlen,
+	    &lerr) : NULL;
+	if (s->db == NULL)
+		lerr = strdup("the store is not open (reopen failed)");
+	store_release(s);
 	if (lerr != NULL) {
 		err_set(e, -EIO, "store read: %s", lerr);
 		leveldb_free(lerr);
@@ -301,13 +525,24 @@ int
 store_write(struct store *s, struct store_batch *b, bool sync, struct err *e)
 {
 	char *lerr = NULL;
+	int rc;
 
+	store_hold(s);
+	if (s->failed != 0) {
+		pthread_mutex_lock(&s->mu);
+		rc = err_set(e, s->failed, "store write: %s", s->why);
+		pthread_mutex_unlock(&s->mu);
+		store_release(s);
+		return rc;
+	}
 	leveldb_write(s->db, sync ? s->wopts_sync : s->wopts, b->wb, &lerr);
 	if (lerr != NULL) {
-		err_set(e, -EIO, "store write: %s", lerr);
+		rc = store_fail(s, lerr, e);
 		leveldb_free(lerr);
-		return -EIO;
+		store_release(s);
+		return rc;
 	}
+	store_release(s);
 	if (sync)
 		atomic_fetch_add_explicit(&s->syncs, 1, memory_order_relaxed);
 	return 0;
@@ -335,7 +570,10 @@ void
 store_compact(struct store *s, const void *start, size_t slen,
     const void *limit, size_t llen)
 {
-	leveldb_compact_range(s->db, start, slen, limit, llen);
+	store_hold(s);
+	if (s->db != NULL && s->failed == 0)
+		leveldb_compact_range(s->db, start, slen, limit, llen);
+	store_release(s);
 }
 
 struct store_iter *
@@ -345,10 +583,28 @@ store_iter_new(struct store *s, bool fill_cache)
 
 	if (it == NULL)
 		return NULL;
+	store_hold(s);
+	if (s->db == NULL) {
+		store_release(s);
+		free(it);
+		return NULL;
+	}
+	it->s = s;
+	it->held_long = false;
 	it->ropts = leveldb_readoptions_create();
 	leveldb_readoptions_set_fill_cache(it->ropts, fill_cache);
+	leveldb_readoptions_set_verify_checksums(it->ropts, 1);
 	it->it = leveldb_create_iterator(s->db, it->ropts);
 	return it;
+}
+
+void
+store_iter_hold_long(struct store_iter *it)
+{
+	pthread_mutex_lock(&it->s->mu);
+	it->held_long = true;
+	it->s->long_users++;
+	pthread_mutex_unlock(&it->s->mu);
 }
 
 void
@@ -358,6 +614,12 @@ store_iter_free(struct store_iter *it)
 		return;
 	leveldb_iter_destroy(it->it);
 	leveldb_readoptions_destroy(it->ropts);
+	if (it->held_long) {
+		pthread_mutex_lock(&it->s->mu);
+		it->s->long_users--;
+		pthread_mutex_unlock(&it->s->mu);
+	}
+	store_release(it->s);
 	free(it);
 }
 

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "err.h"
 
@@ -35,6 +36,21 @@ int store_open(struct store **out, const char *dir, size_t cache_bytes,
  * record it can read into new tables.  Blocks for as long as that takes.
  */
 int store_repair(const char *dir, struct err *e);
+
+/*
+ * The store's health (SPEC §4): after a write fails (a full disk: -ENOSPC,
+ * a quota: -EDQUOT, else -EIO), every write fails at once with that code
+ * until a recovery thread has reopened the database, which it tries with
+ * backoff once the file system has room; reads go on meanwhile.
+ */
+#define STORE_WHY_MAX	256
+struct store_state {
+	int failed;			/* 0: writes work */
+	char why[STORE_WHY_MAX];	/* LevelDB's message */
+	time_t since;			/* of the last failure */
+	uint64_t failures, reopens;	/* since open */
+};
+void store_state(struct store *s, struct store_state *out);
 void store_close(struct store *s);
 
 /*
@@ -72,6 +88,8 @@ void store_compact(struct store *s, const void *start, size_t slen,
  * store_iter_key/value return pointers valid until the next move or free.
  */
 struct store_iter *store_iter_new(struct store *s, bool fill_cache);
+/* it may be held long (a snapshot being served): a reopen waits for it. */
+void store_iter_hold_long(struct store_iter *it);
 void store_iter_free(struct store_iter *it);
 void store_iter_seek(struct store_iter *it, const void *k, size_t klen);
 void store_iter_seek_last(struct store_iter *it);

@@ -7,10 +7,44 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs.h"
 #include "peering.h"
 #include "pipes.h"
+#include "store.h"
+
+/* t as ISO 8601 UTC ("2026-11-27T04:05:06Z") into a JSON string. */
+static int
+render_time(struct buf *out, time_t t)
+{
+	char s[32];
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return buf_printf(out, "null");
+	return buf_printf(out, "\"%s\"", s);
+}
+
+/* "store": whether writes work (SPEC §4: a full disk, a failing disk). */
+static int
+render_store(struct odofs *o, struct buf *out)
+{
+	struct store_state ss;
+	int rc = 0;
+
+	store_state(journal_store(o->journal), &ss);
+	rc |= buf_printf(out, ",\"store\":{\"state\":\"%s\",\"error\":",
+	    ss.failed == 0 ? "ok" : ss.failed == -ENOSPC ? "full" : "failing");
+	rc |= ss.failed ? buf_json_str(out, ss.why, strlen(ss.why)) :
+	    buf_printf(out, "null");
+	rc |= buf_printf(out, ",\"since\":");
+	rc |= ss.failed ? render_time(out, ss.since) : buf_printf(out, "null");
+	rc |= buf_printf(out, ",\"failures\":%llu,\"reopens\":%llu}",
+	    (unsigned long long)ss.failures, (unsigned long long)ss.reopens);
+	return rc;
+}
 
 static const char *const render_errno_names[FS_ERRNO_MAX] = {
 	[EPERM] = "EPERM", [ENOENT] = "ENOENT", [EIO] = "EIO",
@@ -37,6 +71,7 @@ render_status(struct odofs *o, struct buf *out)
 	    (long long)o->started, (unsigned long long)st.devices,
 	    (unsigned long long)st.events);
 	rc |= buf_json_str(out, o->cfg->data_dir, strlen(o->cfg->data_dir));
+	rc |= render_store(o, out);
 	rc |= buf_printf(out, ",\"listen\":");
 	rc |= buf_json_str(out, o->cfg->listen, strlen(o->cfg->listen));
 	rc |= buf_printf(out, ",\"peers\":");
@@ -98,6 +133,26 @@ render_metrics(struct odofs *o, struct buf *out)
 	    (unsigned long long)atomic_load(&m->reads),
 	    (unsigned long long)atomic_load(&m->read_bytes),
 	    (unsigned long long)atomic_load(&m->writes));
+	{
+		struct store_state ss;
+
+		store_state(journal_store(o->journal), &ss);
+		rc |= buf_printf(out,
+		    "# HELP odofs_store_writable Whether the store takes writes "
+		    "(0 after a failed write, until it is reopened).\n"
+		    "# TYPE odofs_store_writable gauge\n"
+		    "odofs_store_writable %d\n"
+		    "# HELP odofs_store_failures_total Writes that failed the "
+		    "store (full or failing disk).\n"
+		    "# TYPE odofs_store_failures_total counter\n"
+		    "odofs_store_failures_total %llu\n"
+		    "# HELP odofs_store_reopens_total Times the store was "
+		    "reopened after a failure.\n"
+		    "# TYPE odofs_store_reopens_total counter\n"
+		    "odofs_store_reopens_total %llu\n", ss.failed == 0,
+		    (unsigned long long)ss.failures,
+		    (unsigned long long)ss.reopens);
+	}
 	if (o->pipes != NULL) {
 		struct pipes_stats ps;
 
@@ -162,7 +217,10 @@ render_info(struct odofs *o, uint32_t dev, struct buf *out)
 	rc |= r.progress_ns ? buf_printf(out, "%.3f", r.progress_ns / 1e9) :
 	    buf_printf(out, "null");
 	rc |= buf_printf(out, ",\"held\":%s", in.held ? "true" : "false");
-	rc |= buf_printf(out, ",\"local\":%s,\"created_ns\":%llu,"
+	/* a string: above 2^53, a JSON number loses digits (jq, JavaScript) */
+	rc |= buf_printf(out, ",\"created\":");
+	rc |= render_time(out, (time_t)(in.created_ns / 1000000000ull));
+	rc |= buf_printf(out, ",\"local\":%s,\"created_ns\":\"%llu\","
 	    "\"first\":%llu,\"head\":%llu,\"first_offset\":%llu,"
 	    "\"end_offset\":%llu,\"bytes\":%llu,\"snapshot\":%llu}\n",
 	    in.local ? "true" : "false", (unsigned long long)in.created_ns,

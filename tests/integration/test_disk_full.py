@@ -1,0 +1,122 @@
+"""SPEC §4: a full disk.  The data dir lives on a small file system (a
+tmpfs of 24 MiB, mounted and removed by the test); a ballast file fills
+it.  Appends then fail with ENOSPC (not EIO), each failed write stores
+nothing, reads keep working and .status and .metrics say what is wrong.
+Once the ballast is removed appends resume by themselves, without a
+restart; after a restart every acknowledged event is there, exactly once,
+and nothing else."""
+import errno
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import wait_for
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    d = tmp_path / "small"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs",
+                    str(d)], check=True)
+    yield str(d)
+    subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def fill(path):
+    """Writes to path until the file system is full."""
+    chunk = b"\0" * (256 << 10)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            try:
+                if os.write(fd, chunk) < len(chunk):
+                    chunk = chunk[:4096]
+            except OSError as ex:
+                if ex.errno != errno.ENOSPC:
+                    raise
+                if len(chunk) > 1:
+                    chunk = chunk[:len(chunk) // 2]
+                    continue
+                return
+    finally:
+        os.close(fd)
+
+
+def append(node, line):
+    """One write of one event; the errno on failure, else 0."""
+    fd = os.open(node.path("dev", "events"), os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, (line + "\n").encode())
+        return 0
+    except OSError as ex:
+        return ex.errno
+    finally:
+        os.close(fd)
+
+
+def status(node):
+    with open(node.path(".status")) as f:
+        return json.load(f)
+
+
+def test_full_disk_gives_enospc_and_appends_resume(small_fs, nodes):
+    a = nodes("a")
+    a.data = os.path.join(small_fs, "data")
+    a.start()
+    os.mkdir(a.path("dev"))
+    acked = []
+    for i in range(100):
+        assert append(a, "before-%d" % i) == 0
+        acked.append("before-%d" % i)
+    assert status(a)["store"]["state"] == "ok"
+    ballast = os.path.join(small_fs, "ballast")
+    fill(ballast)
+    # appends until the store says the disk is full; each either stored
+    # and acknowledged, or refused with ENOSPC
+    errs = []
+    for i in range(5000):
+        line = "full-%d-%s" % (i, "z" * 200)
+        rc = append(a, line)
+        if rc == 0:
+            acked.append(line)
+        else:
+            errs.append(rc)
+            if len(errs) >= 3:
+                break
+    assert errs, "the disk never filled"
+    assert set(errs) == {errno.ENOSPC}, errs
+    st = status(a)["store"]
+    assert st["state"] == "full" and "No space" in st["error"], st
+    assert st["since"].endswith("Z"), st
+    with open(a.path(".metrics")) as f:
+        assert "odofs_store_writable 0\n" in f.read()
+    # reads keep working and show exactly what was acknowledged
+    with open(a.path("dev", "events")) as f:
+        assert f.read().splitlines() == acked
+    # mkdir needs the store too
+    with pytest.raises(OSError) as ex:
+        os.mkdir(a.path("dev2"))
+    assert ex.value.errno == errno.ENOSPC
+
+    os.unlink(ballast)
+    t0 = time.monotonic()
+    # no restart: the next appends go through once the store is reopened
+    # (a failed try stores nothing: each is checked below)
+    wait_for(lambda: append(a, "resumed") == 0, timeout=30, interval=0.1,
+             what="appends to resume after space was freed")
+    print("appends resumed %.2f s after the space was freed" % (time.monotonic() - t0))
+    acked.append("resumed")
+    st = status(a)["store"]
+    assert st["state"] == "ok" and st["reopens"] >= 1, st
+    os.mkdir(a.path("dev2"))
+    with open(a.path("dev", "events")) as f:
+        assert f.read().splitlines() == acked
+    assert a.stop() == 0
+    a.start()
+    with open(a.path("dev", "events")) as f:
+        assert f.read().splitlines() == acked
+    assert os.path.isdir(a.path("dev2"))
