@@ -53,6 +53,7 @@
 #define SYNC_FRAME_MS		250		/* a frame's time on the link */
 #define SYNC_FRAME_START	(16u << 10)	/* before the link is measured */
 #define SYNC_AVOID_MS		60000		/* how long a refusal is avoided */
+#define SYNC_STORE_RETRY_MS	2000		/* our store failed a write */
 #define SYNC_MAX_CONFLICTS	256
 #define SYNC_SETTLE_MS		1000		/* a new id waits for every epoch */
 #define SYNC_EVENT_MAX		JOURNAL_EVENT_MAX

@@ -416,6 +416,15 @@ sync_write_done(void *arg)
 			 */
 			sync_unsubscribe(s, w->idx, f);
 			f->hold_until_ms = loop_now_ms() + SYNC_AVOID_MS;
+		} else if ((w->rc == -ENOSPC || w->rc == -EDQUOT ||
+		    w->rc == -EIO) && current) {
+			/*
+			 * Our store takes no writes (a full or failing disk)
+			 * until it is reopened: asking again at once would
+			 * only fetch the same events again and again.
+			 */
+			sync_unsubscribe(s, w->idx, f);
+			f->hold_until_ms = loop_now_ms() + SYNC_STORE_RETRY_MS;
 		} else if (current) {
 			sync_resubscribe(s, w->idx, f);
 		}
