@@ -251,3 +251,19 @@ def test_empty_or_missing_dir_is_created(nodes):
     os.mkdir(a.path("dev"))
     assert a.stop() == 0
     assert "CURRENT" in os.listdir(a.data)
+
+
+def test_info_created_is_exact(nodes):
+    """created_ns is above 2^53: a JSON string keeps every digit."""
+    import json
+    import time as _t
+    a = nodes("a")
+    a.start()
+    t0 = _t.time_ns()
+    os.mkdir(a.path("dev"))
+    with open(a.path("dev", "info")) as f:
+        info = json.load(f)
+    assert isinstance(info["created_ns"], str) and info["created_ns"].isdigit()
+    ns = int(info["created_ns"])
+    assert ns > 2 ** 53 and abs(ns - t0) < 60 * 10 ** 9
+    assert info["created"] == _t.strftime("%Y-%m-%dT%H:%M:%SZ", _t.gmtime(ns // 10 ** 9))
