@@ -41,29 +41,24 @@
 #define OPS_TEXT_MAX		(64u << 20)
 
 /*
- * After an over-long line is refused, the rest of it may still come: the
- * kernel cuts a write() of more than ~1 MiB into pieces, and when a later
- * piece fails it reports a short count, so the writer sends that piece
- * again.  A handle therefore remembers what it refused:
- *   REFUSE_LINE   the refused line has not ended: drop up to its newline;
- *   REFUSE_RETRY  the refused piece ended the line: if the next write starts
- *                 with the same bytes, it is that piece again.
- * Either way the write that carries the rest fails with EFBIG as a whole.
+ * Bytes of one FUSE write (conn->max_write; what libfuse 3.14 allows with
+ * 4 KiB pages).  The kernel carries a bigger write() in pieces of at most
+ * this many bytes, or of as many whole pages of the writer's buffer as fit
+ * (a page less when it is not page-aligned), one after the other; when a
+ * piece fails, it returns the count of the pieces before (a short count).
+ * With the kernel's default max_pages_limit (256), a piece over
+ * OPS_WRITE_MAX less a page may therefore have more of the same write()
+ * after it, and a smaller one is the last: see ops_append().
  */
-enum refuse {
-	REFUSE_NONE = 0,
-	REFUSE_LINE,
-	REFUSE_RETRY,
-};
+#define OPS_WRITE_MAX		(1u << 20)
 
 struct handle {
 	pthread_mutex_t lock;		/* serialises writes to this open file */
 	enum tree_kind kind;
 	uint32_t dev;
 	struct buf pending;		/* unfinished line; under lock */
-	enum refuse refuse;		/* under lock */
-	size_t refused_len;		/* REFUSE_RETRY: the piece's line bytes */
-	unsigned long long refused_hash;
+	bool refuse_line;		/* drop up to the next '\n'; under lock */
+	bool maybe_more;		/* the last write may go on; under lock */
 	pid_t opener;			/* the thread that opened it */
 	struct buf text;		/* rendered content (generated files) */
 	struct pipe *pipe;		/* live, from/<rev>, .live */
@@ -266,6 +261,9 @@ ops_init(void *userdata, struct fuse_conn_info *conn)
 	(void)userdata;
 	/* writeback caching would lose O_APPEND (FUSE-NOTES §1) */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* ops_append() knows how the kernel cuts a write() */
+	if (conn->max_write > OPS_WRITE_MAX)
+		conn->max_write = OPS_WRITE_MAX;
 }
 
 static void
@@ -710,8 +708,23 @@ ops_commit_pending(struct odofs *o, struct handle *h)
 }
 
 /*
- * Appends one write: complete lines become events in one batch, the bytes
- * after the last newline wait in h->pending.  Nothing is stored on error.
+ * Appends one FUSE write: its complete lines become events in one batch,
+ * the bytes after its last newline wait in h->pending.  A write with a line
+ * over max_event_bytes fails with -EFBIG as a whole: none of its events is
+ * stored and h->pending stays as it was.  Except when the over-long line is
+ * the one h->pending holds the start of, since nothing of that line may be
+ * stored (SPEC §4):
+ *  - when this write is the first piece of its write(), the writer gets
+ *    EFBIG: the pending bytes go, and so does the rest of the line, up to
+ *    its newline, in the writes that follow (h->refuse_line);
+ *  - when the write before may go on (h->maybe_more), this may be a later
+ *    piece of a write() the kernel cut: the kernel then returns the count
+ *    of the pieces before, and the pending bytes are what the writer was
+ *    told it wrote, so they stay, to be committed at close as usual.  A
+ *    writer that sends the rest again sends a first piece: the case above.
+ * The kernel offers no way to fail a write() whose first pieces went
+ * through, so a write() over OPS_WRITE_MAX gets EFBIG only when its first
+ * piece already holds the over-long line.  Nothing is stored on error.
  * Caller holds h->lock.
  */
 static int
@@ -720,44 +733,36 @@ ops_append(struct odofs *o, struct handle *h, const char *data, size_t size)
 	const char *p, *end, *nl;
 	struct lines_plan plan;
 	struct journal_txn *t;
-	size_t old_pending = h->pending.len;
+	size_t old_pending = h->pending.len, need;
+	bool maybe_more = h->maybe_more;
 	struct err e;
 	int rc;
 
-	if (h->refuse == REFUSE_LINE) {
+	h->maybe_more = false;
+	if (h->refuse_line) {
 		if (memchr(data, '\n', size) != NULL)
-			h->refuse = REFUSE_NONE;
+			h->refuse_line = false;
 		return -EFBIG;
 	}
-	if (h->refuse == REFUSE_RETRY) {
-		h->refuse = REFUSE_NONE;
-		if (size >= h->refused_len &&
-		    lines_hash(data, h->refused_len) == h->refused_hash)
-			return -EFBIG;
-	}
-	rc = lines_plan(h->pending.len, data, size, o->cfg->max_event_bytes,
+	rc = lines_plan(old_pending, data, size, o->cfg->max_event_bytes,
 	    &plan);
 	if (rc < 0) {
-		/*
-		 * The write is refused whole.  When the over-long line began
-		 * in bytes accepted before, those go too, and what may still
-		 * come of the line is refused as well.
-		 */
-		if (plan.bad == LINES_BAD_FIRST) {
+		if (old_pending > 0 && !maybe_more &&
+		    (plan.bad == LINES_BAD_FIRST ||
+		    (plan.bad == LINES_BAD_TAIL && plan.events == 0))) {
 			buf_reset(&h->pending);
-			h->refuse = REFUSE_RETRY;
-			h->refused_len = plan.first_len + 1;
-			h->refused_hash = lines_hash(data, h->refused_len);
-		} else if (plan.bad == LINES_BAD_TAIL && plan.events == 0 &&
-		    old_pending > 0) {
-			buf_reset(&h->pending);
-			h->refuse = REFUSE_LINE;
+			h->refuse_line = plan.bad == LINES_BAD_TAIL;
 		}
 		return rc;
 	}
 	/* room for what stays pending, so nothing fails after the commit */
-	if ((rc = buf_ensure(&h->pending, plan.tail > old_pending + plan.first_len ?
-	    plan.tail : old_pending + plan.first_len)) < 0)
+	if (plan.events == 0)
+		need = old_pending + plan.tail;
+	else if (plan.tail > old_pending + plan.first_len)
+		need = plan.tail;
+	else
+		need = old_pending + plan.first_len;
+	if ((rc = buf_ensure(&h->pending, need)) < 0)
 		return rc == -E2BIG ? -EFBIG : rc;
 	if (plan.events > 0) {
 		if ((rc = journal_txn_begin(o->journal, h->dev, &t, &e)) < 0)
@@ -791,6 +796,7 @@ ops_append(struct odofs *o, struct handle *h, const char *data, size_t size)
 	if (plan.tail > 0 &&
 	    (rc = buf_append(&h->pending, data + plan.whole, plan.tail)) < 0)
 		return rc == -E2BIG ? -EFBIG : rc;
+	h->maybe_more = size > OPS_WRITE_MAX - (size_t)sysconf(_SC_PAGESIZE);
 	return 0;
 }
 
@@ -848,20 +854,43 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 }
 
 /*
- * flush comes at every close() of every descriptor sharing the open file
- * (a child closing an inherited one too), so it commits nothing: the
- * partial line and a replaced snapshot wait for the release, the close of
- * the open file itself (SPEC §4).
+ * flush comes with every close() of a descriptor of the open file (a dup,
+ * a child's inherited copy), and close() waits for its answer; release
+ * comes once, after the last close() has returned (FUSE-NOTES §7).  So the
+ * partial line is committed here, where close() returns the error, and the
+ * line ends: a refused rest of a line is forgotten too (SPEC §4: "committed
+ * as a final event when it is closed").  If the commit fails, close() gets
+ * the error and the release tries again.  A replaced snapshot still waits
+ * for the release: a dup closing must not install half of it.
  */
 static void
 ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct odofs *o = ops_ctx(req);
+	struct handle *h = ops_handle(fi);
+	int rc = 0;
+
 	(void)ino;
-	(void)fi;
+	if (h->kind == TREE_EVENTS) {
+		pthread_mutex_lock(&h->lock);
+		h->refuse_line = false;
+		h->maybe_more = false;
+		rc = ops_commit_pending(o, h);
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (rc < 0) {
+		log_warnx("partial line not committed at close: %s: %s",
+		    journal_id(o->journal, h->dev, &(size_t){0}),
+		    strerror(-rc));
+		return ops_reply_err(req, rc);
+	}
 	fuse_reply_err(req, 0);
 }
 
-/* The last close: commit the partial line, free the handle. */
+/*
+ * The last close: commit what a flush did not (none came, or it failed),
+ * install a replaced snapshot, free the handle.
+ */
 static void
 ops_close(struct odofs *o, struct handle *h)
 {
