@@ -857,10 +857,12 @@ ops_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
  * flush comes with every close() of a descriptor of the open file (a dup,
  * a child's inherited copy), and close() waits for its answer; release
  * comes once, after the last close() has returned (FUSE-NOTES §7).  So the
- * partial line is committed here, where close() returns the error, and the
- * line ends: a refused rest of a line is forgotten too (SPEC §4: "committed
- * as a final event when it is closed").  If the commit fails, close() gets
- * the error and the release tries again.  A replaced snapshot still waits
+ * partial line is committed here when the opener closes, where close()
+ * returns the error, and the line ends: a refused rest of a line is
+ * forgotten too (SPEC §4: "committed as a final event when it is
+ * closed").  If the commit fails, close() gets the error and the release
+ * tries again; the release also commits what another thread or process
+ * left when it closed last.  A replaced snapshot still waits
  * for the release: a dup closing must not install half of it.
  */
 static void
@@ -871,7 +873,13 @@ ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = 0;
 
 	(void)ino;
-	if (h->kind == TREE_EVENTS) {
+	/*
+	 * Only the thread that opened the file commits at its close: a child
+	 * that inherited the descriptor (each command of `{ echo -n a; echo
+	 * b; } >> events`) closes it without ending the line, as with a
+	 * plain file; the opener's close does, and close() waits for it.
+	 */
+	if (h->kind == TREE_EVENTS && fuse_req_ctx(req)->pid == h->opener) {
 		pthread_mutex_lock(&h->lock);
 		h->refuse_line = false;
 		h->maybe_more = false;
