@@ -701,6 +701,39 @@ journal_fh_recover(struct journal *j, struct err *e)
 	return rc;
 }
 
+/*
+ * LevelDB refused a damaged store (e says why): what is damaged, in our
+ * terms.  A scratch copy (store_open_scratch) is opened skipping what
+ * cannot be read and checked as a start would; a device that breaks there
+ * names the device and revisions in e.  Nothing of the data dir changes.
+ */
+static void
+journal_explain(struct journal *j, struct err *e)
+{
+	char scratch[4300], leveldb[160];
+	struct store *st;
+	struct err e2;
+	const char *why = strstr(e->msg, "damaged: ");
+	int rc;
+
+	err_clear(&e2);
+	snprintf(leveldb, sizeof(leveldb), "%s", why != NULL ? why + 9 : "");
+	leveldb[strcspn(leveldb, ";")] = '\0';
+	if (store_open_scratch(&st, j->data_dir, scratch, sizeof(scratch),
+	    &e2) < 0)
+		return;
+	j->store = st;
+	pthread_mutex_lock(&j->create_lock);
+	rc = journal_load(j, &e2);
+	pthread_mutex_unlock(&j->create_lock);
+	if (rc == 0)
+		rc = journal_check_marks(j, &e2);
+	if (rc == -EUCLEAN)
+		err_set(e, -EUCLEAN, "%s (LevelDB: %s)", e2.msg, leveldb);
+	store_close_scratch(st, scratch);
+	j->store = NULL;
+}
+
 int
 journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 {
@@ -728,8 +761,11 @@ journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 	pthread_mutex_init(&j->pins_lock, NULL);
 	j->fh_next = 1;
 	atomic_store(&j->fh_watermark, 1);
-	if ((rc = store_open(&j->store, o->data_dir, o->cache_bytes, e)) < 0)
+	if ((rc = store_open(&j->store, o->data_dir, o->cache_bytes, e)) < 0) {
+		if (rc == -EUCLEAN && !o->repair)
+			journal_explain(j, e);
 		goto fail;
+	}
 	pthread_mutex_lock(&j->create_lock);
 	rc = journal_load(j, e);
 	pthread_mutex_unlock(&j->create_lock);

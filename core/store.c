@@ -401,6 +401,118 @@ store_open(struct store **out, const char *dir, size_t cache_bytes,
 	return 0;
 }
 
+/* Copies file src to dst (a log or manifest: a few MiB at most). */
+static int
+store_copy_file(const char *src, const char *dst)
+{
+	char buf[64 << 10];
+	int in, out, rc = 0;
+	ssize_t n;
+
+	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	if ((out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+		rc = -errno;
+		close(in);
+		return rc;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			rc = -EIO;
+			break;
+		}
+	if (n < 0)
+		rc = -errno;
+	close(in);
+	close(out);
+	return rc;
+}
+
+void
+store_close_scratch(struct store *s, const char *scratch)
+{
+	DIR *d;
+	struct dirent *de;
+	char path[4200];
+
+	store_close(s);
+	if (scratch == NULL || scratch[0] == '\0' ||
+	    (d = opendir(scratch)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", scratch, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(scratch);
+}
+
+int
+store_open_scratch(struct store **out, const char *dir, char *scratch,
+    size_t len, struct err *e)
+{
+	char src[4200], dst[4200];
+	struct store *s;
+	struct dirent *de;
+	char *lerr = NULL;
+	DIR *d;
+	int rc = 0;
+
+	*out = NULL;
+	snprintf(scratch, len, "%s/.odofs-scratch-%ld", dir, (long)getpid());
+	if (mkdir(scratch, 0700) < 0)
+		return err_set(e, -errno, "%s: %s", scratch, strerror(errno));
+	if ((d = opendir(dir)) == NULL) {
+		rc = err_set(e, -errno, "%s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		const char *n = de->d_name, *dot = strrchr(n, '.');
+
+		if (n[0] == '.')
+			continue;
+		snprintf(src, sizeof(src), "%s/%s", dir, n);
+		snprintf(dst, sizeof(dst), "%s/%s", scratch, n);
+		/* tables are never written again: a link is a copy */
+		if (dot != NULL && (strcmp(dot, ".ldb") == 0 ||
+		    strcmp(dot, ".sst") == 0)) {
+			if (link(src, dst) < 0)
+				rc = err_set(e, -errno, "%s: %s", dst,
+				    strerror(errno));
+		} else if ((dot != NULL && strcmp(dot, ".log") == 0 &&
+		    strcmp(n, "odofs.log") != 0) || strcmp(n, "CURRENT") == 0 ||
+		    strncmp(n, "MANIFEST-", 9) == 0) {
+			int c = store_copy_file(src, dst);
+
+			if (c < 0)
+				rc = err_set(e, c, "%s: %s", dst, strerror(-c));
+		}
+	}
+	closedir(d);
+	if (rc < 0)
+		goto fail;
+	if ((s = store_new(8 << 20)) == NULL) {
+		rc = err_set(e, -ENOMEM, "store: out of memory");
+		goto fail;
+	}
+	/* what LevelDB makes of it when it skips what it cannot read */
+	leveldb_options_set_paranoid_checks(s->opts, 0);
+	s->db = leveldb_open(s->opts, scratch, &lerr);
+	if (lerr != NULL) {
+		rc = err_set(e, -EUCLEAN, "%s", lerr);
+		leveldb_free(lerr);
+		store_close(s);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	store_close_scratch(NULL, scratch);
+	return rc;
+}
+
 int
 store_repair(const char *dir, struct err *e)
 {

@@ -36,6 +36,16 @@ int store_open(struct store **out, const char *dir, size_t cache_bytes,
  * record it can read into new tables.  Blocks for as long as that takes.
  */
 int store_repair(const char *dir, struct err *e);
+/*
+ * A damaged store that LevelDB refuses, opened for a look without touching
+ * it: a scratch dir in dir (its path into scratch) gets links to the
+ * tables (never rewritten) and copies of the logs and manifest, and is
+ * opened with LevelDB skipping what it cannot read.  Close with
+ * store_close_scratch(), which deletes the scratch dir.
+ */
+int store_open_scratch(struct store **out, const char *dir, char *scratch,
+    size_t len, struct err *e);
+void store_close_scratch(struct store *s, const char *scratch);
 
 /*
  * The store's health (SPEC §4): after a write fails (a full disk: -ENOSPC,
