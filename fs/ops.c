@@ -171,6 +171,7 @@ static double
 ops_stat(struct odofs *o, fuse_req_t req, const struct handle *h,
     const struct tree_node *n, struct stat *st)
 {
+	bool group = o->cfg->fs_group[0] != '\0';
 	struct journal_info in;
 	double timeout = 0.0;
 
@@ -178,19 +179,18 @@ ops_stat(struct odofs *o, fuse_req_t req, const struct handle *h,
 	st->st_ino = n->kind == TREE_FROM_REV ? tree_ino_from(n->dev, n->rev) :
 	    tree_ino(n->kind, n->dev);
 	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_gid = group ? o->cfg->fs_gid : getgid();
+	st->st_mode = tree_mode(n->kind, false, group);
 	st->st_blksize = 4096;
 	ops_ts(&st->st_mtim, (uint64_t)o->started * 1000000000ull);
 	switch (n->kind) {
 	case TREE_ROOT:
-		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2 + journal_count(o->journal);
 		break;
 	case TREE_STATUS:
 	case TREE_METRICS:
 	case TREE_FIREHOSE:
 	case TREE_PEERS:
-		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		break;
 	case TREE_DEV:
@@ -202,19 +202,14 @@ ops_stat(struct odofs *o, fuse_req_t req, const struct handle *h,
 	case TREE_FROM_REV:
 		journal_info(o->journal, n->dev, &in);
 		ops_ts(&st->st_mtim, in.created_ns);
+		st->st_mode = tree_mode(n->kind, in.local, group);
 		st->st_nlink = 1;
 		if (n->kind == TREE_DEV || n->kind == TREE_FROM) {
-			st->st_mode = S_IFDIR | (n->kind == TREE_DEV ? 0755 : 0555);
 			st->st_nlink = 2;
 			timeout = OPS_DIR_TIMEOUT;
 		} else if (n->kind == TREE_SNAPSHOT) {
-			st->st_mode = S_IFREG | (in.local ? 0644 : 0444);
 			st->st_size = (off_t)in.snapshot_len;
-		} else if (n->kind != TREE_EVENTS) {
-			/* info (sized below), live pipes (size 0) */
-			st->st_mode = S_IFREG | 0444;
-		} else {
-			st->st_mode = S_IFREG | (in.local ? 0644 : 0444);
+		} else if (n->kind == TREE_EVENTS) {
 			st->st_size = (off_t)in.end_offset;
 			st->st_blocks = (blkcnt_t)((in.end_offset -
 			    in.first_offset + 511) / 512);

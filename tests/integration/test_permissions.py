@@ -104,9 +104,6 @@ def test_others_read_but_cannot_write(open_nodes):
     assert mode(n.path(".live")) == 0o444
 
 
-@pytest.mark.xfail(strict=True, reason="fs/ops.c ops_stat() does not yet take "
-                   "its modes from tree_mode() and its gid from cfg->fs_gid; "
-                   "remove this mark with that change")
 def test_group_may_append_and_mkdir(open_nodes, group):
     name, gid = group
     n = open_nodes().start("-o", "allow_other",
