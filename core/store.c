@@ -36,7 +36,7 @@
 #include "store.h"
 
 #define STORE_RETRY_MIN_MS	100
-#define STORE_RETRY_MAX_MS	5000
+#define STORE_RETRY_MAX_MS	2000
 #define STORE_ROOM_SPARE	(1u << 20)	/* beyond the logs to replay */
 
 struct store {
