@@ -183,24 +183,40 @@ store_new(size_t cache_bytes)
 	return s;
 }
 
+/*
+ * Holds of db by this thread: calls under way and iterators it made (not
+ * those held long, which may move between threads).  A thread that holds
+ * db already never waits for a reopen (which waits for it): a compaction
+ * writes while its iterator is open.
+ */
+static _Thread_local unsigned store_held;
+
 /* A call or an iterator on db: waits while the database is reopened. */
 static void
 store_hold(struct store *s)
 {
 	pthread_mutex_lock(&s->mu);
-	while (s->reopening)
+	while (s->reopening && store_held == 0)
 		pthread_cond_wait(&s->cv, &s->mu);
 	s->users++;
+	pthread_mutex_unlock(&s->mu);
+	store_held++;
+}
+
+static void
+store_release_one(struct store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (--s->users == 0 && s->reopening)
+		pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }
 
 static void
 store_release(struct store *s)
 {
-	pthread_mutex_lock(&s->mu);
-	if (--s->users == 0 && s->reopening)
-		pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	store_held--;
+	store_release_one(s);
 }
 
 /* A write failed: writes are refused until the recovery thread reopens. */
@@ -282,6 +298,7 @@ store_recovery(void *arg)
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		char *lerr = NULL;
+		bool room;
 
 		while (s->failed == 0 && !s->closing)
 			pthread_cond_wait(&s->cv, &s->mu);
@@ -292,15 +309,19 @@ store_recovery(void *arg)
 		if (s->long_users > 0)
 			continue;	/* a snapshot is being read: later */
 		pthread_mutex_unlock(&s->mu);
-		if (s->failed == -EIO || store_has_room(s->dir)) {
-			pthread_mutex_lock(&s->mu);
-		} else {
-			pthread_mutex_lock(&s->mu);
+		room = s->failed == -EIO || store_has_room(s->dir);
+		pthread_mutex_lock(&s->mu);
+		if (!room || s->long_users > 0)
+			continue;
+		s->reopening = true;
+		while (s->users > 0 && s->long_users == 0)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->long_users > 0) {
+			/* an iterator made just now is held long: later */
+			s->reopening = false;
+			pthread_cond_broadcast(&s->cv);
 			continue;
 		}
-		s->reopening = true;
-		while (s->users > 0)
-			pthread_cond_wait(&s->cv, &s->mu);
 		if (s->db != NULL)
 			leveldb_close(s->db);
 		leveldb_options_set_create_if_missing(s->opts, 0);
@@ -716,7 +737,9 @@ store_iter_hold_long(struct store_iter *it)
 	pthread_mutex_lock(&it->s->mu);
 	it->held_long = true;
 	it->s->long_users++;
+	pthread_cond_broadcast(&it->s->cv);	/* a reopen waiting: give up */
 	pthread_mutex_unlock(&it->s->mu);
+	store_held--;		/* it may be freed by another thread */
 }
 
 void
@@ -730,8 +753,10 @@ store_iter_free(struct store_iter *it)
 		pthread_mutex_lock(&it->s->mu);
 		it->s->long_users--;
 		pthread_mutex_unlock(&it->s->mu);
+		store_release_one(it->s);
+	} else {
+		store_release(it->s);
 	}
-	store_release(it->s);
 	free(it);
 }
 
