@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -73,6 +74,37 @@ def test_full_disk_gives_enospc_and_appends_resume(small_fs, nodes):
         assert append(a, "before-%d" % i) == 0
         acked.append("before-%d" % i)
     assert status(a)["store"]["state"] == "ok"
+    # readers all along: the reopen swaps the database under them
+    stop = threading.Event()
+    read_errors = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                with open(a.path("dev", "events")) as f:
+                    f.read()
+                with open(a.path(".status")) as f:
+                    json.load(f)
+            except (OSError, ValueError) as ex:
+                read_errors.append(repr(ex))
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        _full_then_freed(a, small_fs, acked)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert not read_errors, read_errors[:3]
+    assert a.stop() == 0
+    a.start()
+    with open(a.path("dev", "events")) as f:
+        assert f.read().splitlines() == acked
+    assert os.path.isdir(a.path("dev2"))
+
+
+def _full_then_freed(a, small_fs, acked):
     ballast = os.path.join(small_fs, "ballast")
     fill(ballast)
     # appends until the store says the disk is full; each either stored
@@ -118,11 +150,6 @@ def test_full_disk_gives_enospc_and_appends_resume(small_fs, nodes):
     os.mkdir(a.path("dev2"))
     with open(a.path("dev", "events")) as f:
         assert f.read().splitlines() == acked
-    assert a.stop() == 0
-    a.start()
-    with open(a.path("dev", "events")) as f:
-        assert f.read().splitlines() == acked
-    assert os.path.isdir(a.path("dev2"))
 
 
 def test_replica_with_a_full_disk_catches_up_once_freed(small_fs, nodes, certs):
