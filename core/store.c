@@ -5,17 +5,23 @@
  * sync is requested: LevelDB appends an empty record to its log and fsyncs
  * it, and concurrent syncs are grouped by LevelDB's writer queue.
  *
- * A failed write (a full disk, an I/O error) fails the store for writes:
- * LevelDB may keep a background error, and a log append that failed half
- * way leaves a torn record that later records must not follow, so from
- * then on writes fail at once without reaching LevelDB (nothing written
- * after the failure can be lost behind it) while reads go on.  A recovery
- * thread, with backoff, waits until the file system has room for LevelDB
- * to replay its log, then reopens the database: new calls wait while the
- * calls and iterators under way finish (each holds the handle: `users`),
- * the database is closed and opened again (replaying the log, whose torn
- * tail LevelDB drops as the unacknowledged write it was), and writes go
- * on.  Iterators held long (a snapshot being served) postpone it.
+ * A full disk is met before LevelDB meets it: while the file system has
+ * less than STORE_RESERVE free (an eighth of a small one), writes fail
+ * with ENOSPC without reaching LevelDB, and go on by themselves once there
+ * is room.  So LevelDB never tears a log record on a full disk, and keeps
+ * room for its memtable flushes and compactions.
+ *
+ * A write LevelDB fails anyway (a flush or compaction that found no room,
+ * which LevelDB keeps as a background error; an I/O error) fails the store
+ * for writes: from then on they fail at once without reaching LevelDB,
+ * while reads go on.  For a lack of room, a recovery thread, with backoff,
+ * waits until the file system has room for LevelDB to replay its log,
+ * then reopens the database: new calls wait while the calls and iterators
+ * under way finish (each holds the handle: `users`), the database is
+ * closed and opened again, and writes go on.  Iterators held long (a
+ * snapshot being served) postpone it.  A failing disk (EIO) is not
+ * reopened: a write it failed may be in the log or not, so writes wait
+ * for a restart, which reloads the journal from the store.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +44,14 @@
 #define STORE_RETRY_MIN_MS	100
 #define STORE_RETRY_MAX_MS	2000
 #define STORE_ROOM_SPARE	(1u << 20)	/* beyond the logs to replay */
+/*
+ * Writes are refused with ENOSPC while the file system has less than this
+ * free: LevelDB then never meets a full disk in a log append (which would
+ * leave a torn record that later records must not follow), and keeps room
+ * for its memtable flushes and compactions.
+ */
+#define STORE_RESERVE		(STORE_WRITE_BUFFER + STORE_ROOM_SPARE)
+#define STORE_WRITE_BUFFER	(8u << 20)
 
 struct store {
 	leveldb_t *db;
@@ -56,6 +70,8 @@ struct store {
 	unsigned long_users;		/* of them: iterators held long */
 	bool reopening, closing, thread_started;
 	int failed;			/* 0; -ENOSPC or -EIO: writes refused */
+	bool full;			/* below STORE_RESERVE free (no reopen) */
+	time_t full_since;
 	char why[STORE_WHY_MAX];
 	time_t since;
 	uint64_t failures, reopens;
@@ -173,7 +189,7 @@ store_new(size_t cache_bytes)
 	leveldb_options_set_paranoid_checks(s->opts, 1);
 	leveldb_options_set_cache(s->opts, s->cache);
 	leveldb_options_set_filter_policy(s->opts, s->filter);
-	leveldb_options_set_write_buffer_size(s->opts, 8 << 20);
+	leveldb_options_set_write_buffer_size(s->opts, STORE_WRITE_BUFFER);
 	leveldb_options_set_max_open_files(s->opts, 256);
 	s->ropts = leveldb_readoptions_create();
 	leveldb_readoptions_set_verify_checksums(s->ropts, 1);
@@ -219,6 +235,22 @@ store_release(struct store *s)
 	store_release_one(s);
 }
 
+/* Whether the data dir's file system is below STORE_RESERVE free. */
+static bool
+store_short_of_room(struct store *s)
+{
+	unsigned long long reserve = STORE_RESERVE, size;
+	struct statvfs vfs;
+
+	if (statvfs(s->dir, &vfs) < 0)
+		return false;
+	/* on a small file system, an eighth of it */
+	size = (unsigned long long)vfs.f_blocks * vfs.f_frsize;
+	if (reserve > size / 8)
+		reserve = size / 8;
+	return (unsigned long long)vfs.f_bavail * vfs.f_frsize < reserve;
+}
+
 /* A write failed: writes are refused until the recovery thread reopens. */
 static int
 store_fail(struct store *s, const char *lerr, struct err *e)
@@ -256,9 +288,11 @@ store_has_room(const char *dir)
 	if ((d = opendir(dir)) == NULL)
 		return false;
 	while ((de = readdir(d)) != NULL) {
-		size_t n = strlen(de->d_name);
+		const char *n = de->d_name;
+		size_t digits = strspn(n, "0123456789");
 
-		if (n > 4 && strcmp(de->d_name + n - 4, ".log") == 0) {
+		/* LevelDB's logs (000003.log), not our odofs.log */
+		if (digits > 0 && strcmp(n + digits, ".log") == 0) {
 			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 			if (stat(path, &st) == 0)
 				need += (unsigned long long)st.st_size;
@@ -309,7 +343,12 @@ store_recovery(void *arg)
 		if (s->long_users > 0)
 			continue;	/* a snapshot is being read: later */
 		pthread_mutex_unlock(&s->mu);
-		room = s->failed == -EIO || store_has_room(s->dir);
+		/*
+		 * A failing disk (EIO) is not reopened: a write it failed
+		 * may or may not be in the log (a failed fsync), so what the
+		 * journal holds in memory could be wrong after a replay.
+		 */
+		room = s->failed != -EIO && store_has_room(s->dir);
 		pthread_mutex_lock(&s->mu);
 		if (!room || s->long_users > 0)
 			continue;
@@ -356,6 +395,14 @@ store_state(struct store *s, struct store_state *out)
 	out->failed = s->failed;
 	snprintf(out->why, sizeof(out->why), "%s", s->why);
 	out->since = s->since;
+	if (s->failed == 0 && s->full) {
+		out->failed = -ENOSPC;
+		snprintf(out->why, sizeof(out->why), "%s: nearly full (No space "
+		    "left on device): writes wait for %u MiB free, or an "
+		    "eighth of a smaller file system", s->dir,
+		    STORE_RESERVE >> 20);
+		out->since = s->full_since;
+	}
 	out->failures = s->failures;
 	out->reopens = s->reopens;
 	pthread_mutex_unlock(&s->mu);
@@ -667,6 +714,28 @@ store_write(struct store *s, struct store_batch *b, bool sync, struct err *e)
 		pthread_mutex_unlock(&s->mu);
 		store_release(s);
 		return rc;
+	}
+	if (s->dir != NULL && store_short_of_room(s)) {
+		pthread_mutex_lock(&s->mu);
+		if (!s->full) {
+			s->full = true;
+			s->full_since = time(NULL);
+			s->failures++;
+			log_warnx("store: writes refused: %s is nearly full",
+			    s->dir);
+		}
+		pthread_mutex_unlock(&s->mu);
+		store_release(s);
+		return err_set(e, -ENOSPC, "store write: %s: nearly full (No "
+		    "space left on device)", s->dir);
+	}
+	if (s->full) {
+		pthread_mutex_lock(&s->mu);
+		if (s->full)
+			log_info("store: writes go on: %s has room again after "
+			    "%ld s", s->dir, (long)(time(NULL) - s->full_since));
+		s->full = false;
+		pthread_mutex_unlock(&s->mu);
 	}
 	leveldb_write(s->db, sync ? s->wopts_sync : s->wopts, b->wb, &lerr);
 	if (lerr != NULL) {
