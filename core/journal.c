@@ -51,6 +51,7 @@ struct device {
 	uint64_t created_ns;
 	bool local;			/* the source: appends go here */
 	bool held;			/* sourced here once, now a replica */
+	bool cut;			/* --repair cut it (reported once) */
 	_Atomic uint64_t first;		/* written under meta_lock */
 	_Atomic uint64_t first_offset;	/* written under meta_lock */
 	_Atomic uint64_t head;		/* written under lock */
@@ -73,6 +74,7 @@ struct journal {
 	char node_id[JOURNAL_NODE_MAX + 1];
 	char *data_dir;
 	bool repair;			/* journal_opts.repair */
+	bool repair_hold;		/* journal_opts.repair_hold */
 	journal_report_fn report;
 	void *report_arg;
 	bool opened;			/* whole: its marks are saved at close */
@@ -511,6 +513,31 @@ journal_repair_device(struct journal *j, struct device *d,
 	return rc;
 }
 
+static void journal_put_record(struct store_batch *b, const struct device *d);
+
+/*
+ * A source cut by --repair on a node with peers: its replicas may hold
+ * the revisions cut, so appending after the cut would make two journals
+ * of one epoch.  It is held instead, a read-only replica of itself that
+ * fetches the rest from its peers, as a wiped source's journal is (SPEC
+ * §8.9).
+ */
+static int
+journal_hold_cut(struct journal *j, struct device *d, struct err *e)
+{
+	struct store_batch *b = store_batch_new();
+	int rc;
+
+	if (b == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	d->held = true;
+	d->local = false;
+	journal_put_record(b, d);
+	rc = store_write(j->store, b, true, e);
+	store_batch_free(b);
+	return rc;
+}
+
 /*
  * Loads d's bounds from its keys and checks them; damage refuses the
  * store (naming the device and revisions), or with o->repair cuts the
@@ -520,6 +547,7 @@ static int
 journal_load_device(struct journal *j, struct device *d, struct err *e)
 {
 	struct journal_check c;
+	bool local;
 	int rc;
 
 	memset(&c, 0, sizeof(c));
@@ -533,12 +561,17 @@ journal_load_device(struct journal *j, struct device *d, struct err *e)
 	if (c.bad != 0 || c.index_bad) {
 		if ((rc = journal_repair_device(j, d, &c, e)) < 0)
 			return rc;
+		d->cut = c.bad != 0;
+		local = d->local;	/* reported as what it was */
+		if (d->cut && d->local && j->repair_hold &&
+		    (rc = journal_hold_cut(j, d, e)) < 0)
+			return rc;
 		if (j->report != NULL && c.bad != 0)
-			j->report(j->report_arg, d->id, d->local, c.bad,
+			j->report(j->report_arg, d->id, local, c.bad,
 			    c.last > c.bad ? c.last : c.bad, c.after,
 			    c.after_bytes, c.why);
 		else if (j->report != NULL)
-			j->report(j->report_arg, d->id, d->local, 0, 0, 0, 0,
+			j->report(j->report_arg, d->id, local, 0, 0, 0, 0,
 			    c.why);
 	}
 	atomic_store(&d->head, c.head);
@@ -626,7 +659,8 @@ journal_check_marks(struct journal *j, struct err *e)
 
 			head = atomic_load(&d->head);
 			local = d->local;
-			if (d->epoch != m[i].epoch || head >= m[i].head)
+			if (d->epoch != m[i].epoch || head >= m[i].head ||
+			    d->cut)	/* reported with its cut */
 				continue;
 			snprintf(why, sizeof(why), "revisions %llu-%llu missing "
 			    "(it reached revision %llu when odofs last stopped)",
@@ -751,6 +785,7 @@ journal_open(struct journal **out, const struct journal_opts *o, struct err *e)
 		return err_set(e, -ENOMEM, "out of memory");
 	}
 	j->repair = o->repair;
+	j->repair_hold = o->repair_hold;
 	j->report = o->report;
 	j->report_arg = o->report_arg;
 	j->sync = o->sync;
@@ -796,8 +831,10 @@ journal_close(struct journal *j)
 	if (j->opened) {
 		struct err e;
 
+		/* the store on disk first: a mark never runs ahead of it */
 		err_clear(&e);
-		if (journal_save_marks(j, &e) < 0)
+		if (store_sync(j->store, &e) < 0 ||
+		    journal_save_marks(j, &e) < 0)
 			log_warnx("%s: how far each journal reached is not "
 			    "recorded", e.msg);
 	}
@@ -1430,6 +1467,11 @@ journal_read(struct journal *j, uint32_t idx, uint64_t *offp, char *buf,
 		    evoff != next_off || (next_rev != 0 && rev != next_rev)) {
 			if (store_iter_status(it, NULL) < 0)
 				break;
+			/* a reset or compaction moved the journal's start */
+			if (atomic_load(&d->first_offset) > next_off) {
+				s = (ssize_t)done;
+				goto out;
+			}
 			log_warnx("device %s: the event at offset %llu (after "
 			    "revision %llu) is missing from the store",
 			    d->id, (unsigned long long)next_off,

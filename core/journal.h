@@ -56,6 +56,7 @@ struct journal_opts {
 	 * at its first bad revision instead and report (if set) says so.
 	 */
 	bool repair;
+	bool repair_hold;		/* a source cut becomes held (peered) */
 	journal_report_fn report;
 	void *report_arg;
 };

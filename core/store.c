@@ -588,8 +588,30 @@ store_repair(const char *dir, struct err *e)
 	char *lerr = NULL;
 	int rc = 0;
 
-	if ((s = store_new(8 << 20)) == NULL)
+	char path[4200];
+	struct flock fl;
+	long pid;
+	int fd;
+
+	/* LevelDB's repair takes no lock: take LevelDB's, as a daemon does */
+	snprintf(path, sizeof(path), "%s/LOCK", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+		return err_set(e, -errno, "%s: %s", path, strerror(errno));
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	if (fcntl(fd, F_SETLK, &fl) < 0) {
+		close(fd);
+		pid = store_lock_holder(dir);
+		return pid > 0 ? err_set(e, -EBUSY, "data dir %s in use by "
+		    "another odofs (pid %ld): stop it first", dir, pid) :
+		    err_set(e, -EBUSY, "data dir %s in use: stop its odofs "
+		    "first", dir);
+	}
+	if ((s = store_new(8 << 20)) == NULL) {
+		close(fd);
 		return err_set(e, -ENOMEM, "store: out of memory");
+	}
 	leveldb_repair_db(s->opts, dir, &lerr);
 	if (lerr != NULL) {
 		rc = err_set(e, -EIO, "data dir %s: repair failed: %s", dir,
@@ -597,6 +619,7 @@ store_repair(const char *dir, struct err *e)
 		leveldb_free(lerr);
 	}
 	store_close(s);
+	close(fd);	/* the journal's open takes the lock next */
 	return rc;
 }
 

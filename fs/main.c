@@ -691,7 +691,8 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (a.repair != NULL)
-		return repair_run(a.repair, cfg.node_id);
+		return repair_run(a.repair, cfg.node_id,
+		    config_peering_enabled(&cfg));
 	if (main_check_mountpoint(a.mountpoint) < 0)
 		return 1;
 	if (!a.foreground) {

@@ -18,6 +18,7 @@
 #include "store.h"
 
 struct repair_tally {
+	bool peered;
 	unsigned cut, reindexed;
 	uint64_t revisions, events, bytes;
 };
@@ -42,11 +43,13 @@ repair_report(void *arg, const char *device, bool source, uint64_t from,
 	    "revisions %" PRIu64 "-%" PRIu64 " (%" PRIu64 " event%s in the "
 	    "store, %" PRIu64 " bytes)%s\n", device, source ? "source" :
 	    "replica", why, from, from, last, events, events == 1 ? "" : "s",
-	    bytes, source ? "" : "; its peers send them again");
+	    bytes, !source ? "; its peers send them again" : t->peered ?
+	    "; held read-only from now on, its peers send them again (SPEC "
+	    "8.9)" : "; appends go on from the cut");
 }
 
 int
-repair_run(const char *dir, const char *node_id)
+repair_run(const char *dir, const char *node_id, bool peered)
 {
 	struct journal_opts jo;
 	struct repair_tally t;
@@ -55,6 +58,7 @@ repair_run(const char *dir, const char *node_id)
 	struct err e;
 
 	memset(&t, 0, sizeof(t));
+	t.peered = peered;
 	err_clear(&e);
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "odofs: --repair %s: not a directory\n", dir);
@@ -72,6 +76,7 @@ repair_run(const char *dir, const char *node_id)
 	jo.max_event_bytes = JOURNAL_EVENT_MAX;
 	jo.cache_bytes = 8u << 20;
 	jo.repair = true;
+	jo.repair_hold = peered;
 	jo.report = repair_report;
 	jo.report_arg = &t;
 	if (journal_open(&j, &jo, &e) < 0) {

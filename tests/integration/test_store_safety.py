@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import ODOFS, wait_for
+from conftest import ODOFS, tls_args, wait_for
 from test_replication import start, conf, wait_converged
 
 N = 1000
@@ -42,8 +42,8 @@ def refused(node, *extra):
     return lines[0]
 
 
-def repair(node):
-    p = subprocess.run([ODOFS, "--repair", node.data, "--id", node.id],
+def repair(node, *extra):
+    p = subprocess.run([ODOFS, "--repair", node.data, "--id", node.id, *extra],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     return p.stdout
@@ -169,6 +169,9 @@ def test_gap_in_a_journal_is_named_and_cut_by_repair(nodes, plyvel):
     out = repair(a)
     assert "device dev (source): revisions 501-600 missing" in out, out
     assert "dropped revisions 501-1000 (400 events in the store" in out, out
+    # reported once, though its mark (1000) is above the cut too
+    assert "repair done: 1 device, 1 cut (500 revisions dropped" in out, out
+    assert "appends go on from the cut" in out, out
     a.start()
     assert a.info("dev")["head"] == 500
     check_prefix(events(a), 500)
@@ -307,3 +310,50 @@ def test_log_overwritten_after_a_kill_names_device_and_revisions(nodes):
     assert ("cut at revision %d: dropped revisions %d-20000 " % (head + 1, head + 1)
             in cut[0]), cut
     check_prefix(events(a), head)
+
+
+def test_repair_refuses_a_data_dir_in_use(nodes):
+    """LevelDB's repair takes no lock: run on a live store it would move
+    the log away under the daemon; --repair takes LevelDB's lock first."""
+    a = nodes("a")
+    a.start()
+    fill(a, n=200)
+    p = subprocess.run([ODOFS, "--repair", a.data, "--id", "a"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "in use by another odofs (pid %d)" % a.proc.pid in p.stderr, p.stderr
+    with open(a.path("dev", "events"), "a") as f:
+        f.write("".join("after-%d\n" % i for i in range(100)))
+    assert a.stop() == 0
+    a.start()
+    assert a.info("dev")["head"] == 300
+
+
+def test_cut_source_with_peers_is_held_and_refetched(nodes, certs, plyvel):
+    """A source cut by --repair on a node with peers would append new
+    events at revisions its replicas hold already: it is held instead, a
+    read-only replica of itself, and fetches the cut revisions back."""
+    a = start(nodes, certs, "a")
+    fill(a)
+    b = start(nodes, certs, "b", [a.port], config=conf())
+    wait_converged(a, "dev", b)
+    port = a.port
+    assert a.stop() == 0
+    db = plyvel.DB(a.data)
+    devno = _devno(db, "dev")
+    for k, (off, rev) in _event_keys(db, devno):
+        if rev == 300:
+            db.delete(k)
+    db.close()
+    out = repair(a, "--listen", "127.0.0.1:%d" % port, *tls_args(certs, "a"))
+    assert "device dev (source)" in out and "held read-only" in out, out
+    a.start_peer(certs, port, [b.port], config=conf())
+    info = a.info("dev")
+    assert info["held"] and not info["local"], info
+    wait_for(lambda: a.info("dev")["head"] == N, timeout=30,
+             what="the cut revisions back from b")
+    with open(a.path("dev", "events")) as fa, open(b.path("dev", "events")) as fb:
+        assert fa.read() == fb.read()
+    with pytest.raises(OSError):
+        with open(a.path("dev", "events"), "a") as f:
+            f.write("no\n")
