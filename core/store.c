@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@
  */
 #define STORE_RESERVE		(STORE_WRITE_BUFFER + STORE_ROOM_SPARE)
 #define STORE_WRITE_BUFFER	(8u << 20)
+#define STORE_SCRATCH_MAX	(256ull << 20)	/* a look at a damaged store */
 
 struct store {
 	leveldb_t *db;
@@ -113,6 +115,18 @@ store_mkdirs(const char *dir, struct err *e)
 	return 0;
 }
 
+/* Whether n names one of LevelDB's manifests, tables or logs. */
+static bool
+store_file(const char *n)
+{
+	const char *dot = strrchr(n, '.');
+	size_t digits = strspn(n, "0123456789");
+
+	return strncmp(n, "MANIFEST-", 9) == 0 ||
+	    (digits > 0 && dot == n + digits && (strcmp(dot, ".ldb") == 0 ||
+	    strcmp(dot, ".sst") == 0 || strcmp(dot, ".log") == 0));
+}
+
 /*
  * Whether dir holds LevelDB files (a CURRENT, a manifest, tables or a log):
  * a store, whole or damaged.  A LOCK or LOG alone, or files of ours (a
@@ -129,15 +143,9 @@ store_present(const char *dir, bool *current, unsigned *files, struct err *e)
 	if ((d = opendir(dir)) == NULL)
 		return err_set(e, -errno, "data dir %s: %s", dir, strerror(errno));
 	while ((de = readdir(d)) != NULL) {
-		const char *n = de->d_name, *dot = strrchr(n, '.');
-		size_t digits = strspn(n, "0123456789");
-
-		if (strcmp(n, "CURRENT") == 0)
+		if (strcmp(de->d_name, "CURRENT") == 0)
 			*current = true;
-		else if (strncmp(n, "MANIFEST-", 9) == 0 ||
-		    (digits > 0 && dot == n + digits &&
-		    (strcmp(dot, ".ldb") == 0 || strcmp(dot, ".sst") == 0 ||
-		    strcmp(dot, ".log") == 0)))
+		else if (store_file(de->d_name))
 			(*files)++;
 	}
 	closedir(d);
@@ -528,35 +536,57 @@ store_open_scratch(struct store **out, const char *dir, char *scratch,
 	DIR *d;
 	int rc = 0;
 
+	unsigned long long total = 0;
+	struct statvfs vfs;
+	struct stat st;
+
 	*out = NULL;
+	scratch[0] = '\0';
+	/* what a killed look left behind */
+	if ((d = opendir(dir)) == NULL)
+		return err_set(e, -errno, "%s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		const char *n = de->d_name;
+		long pid;
+
+		snprintf(src, sizeof(src), "%s/%s", dir, n);
+		if (strncmp(n, ".odofs-scratch-", 15) == 0 &&
+		    (pid = strtol(n + 15, NULL, 10)) > 0 &&
+		    kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+			store_close_scratch(NULL, src);
+		else if (store_file(n) && stat(src, &st) == 0)
+			total += (unsigned long long)st.st_size;
+	}
+	closedir(d);
+	/*
+	 * Copies, not links: LevelDB may write a table under a number an
+	 * orphan table already has (a manifest that lost its last edits),
+	 * truncating it, and the orphan is what a repair would salvage.
+	 */
+	if (total > STORE_SCRATCH_MAX || statvfs(dir, &vfs) < 0 ||
+	    (unsigned long long)vfs.f_bavail * vfs.f_frsize <
+	    total + STORE_RESERVE)
+		return err_set(e, -EFBIG, "%s: no room for a scratch copy", dir);
 	snprintf(scratch, len, "%s/.odofs-scratch-%ld", dir, (long)getpid());
-	if (mkdir(scratch, 0700) < 0)
-		return err_set(e, -errno, "%s: %s", scratch, strerror(errno));
+	if (mkdir(scratch, 0700) < 0) {
+		rc = err_set(e, -errno, "%s: %s", scratch, strerror(errno));
+		scratch[0] = '\0';
+		return rc;
+	}
 	if ((d = opendir(dir)) == NULL) {
 		rc = err_set(e, -errno, "%s: %s", dir, strerror(errno));
 		goto fail;
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
-		const char *n = de->d_name, *dot = strrchr(n, '.');
+		const char *n = de->d_name;
+		int c;
 
-		if (n[0] == '.')
+		if (!store_file(n) && strcmp(n, "CURRENT") != 0)
 			continue;
 		snprintf(src, sizeof(src), "%s/%s", dir, n);
 		snprintf(dst, sizeof(dst), "%s/%s", scratch, n);
-		/* tables are never written again: a link is a copy */
-		if (dot != NULL && (strcmp(dot, ".ldb") == 0 ||
-		    strcmp(dot, ".sst") == 0)) {
-			if (link(src, dst) < 0)
-				rc = err_set(e, -errno, "%s: %s", dst,
-				    strerror(errno));
-		} else if ((dot != NULL && strcmp(dot, ".log") == 0 &&
-		    strcmp(n, "odofs.log") != 0) || strcmp(n, "CURRENT") == 0 ||
-		    strncmp(n, "MANIFEST-", 9) == 0) {
-			int c = store_copy_file(src, dst);
-
-			if (c < 0)
-				rc = err_set(e, c, "%s: %s", dst, strerror(-c));
-		}
+		if ((c = store_copy_file(src, dst)) < 0)
+			rc = err_set(e, c, "%s: %s", dst, strerror(-c));
 	}
 	closedir(d);
 	if (rc < 0)

@@ -295,7 +295,14 @@ def test_log_overwritten_after_a_kill_names_device_and_revisions(nodes):
     with open(path, "r+b") as f:
         f.seek(os.path.getsize(path) // 2)
         f.write(b"\x5a" * 256)
+    # a scratch copy a killed look left behind is cleared by the next one
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = os.path.join(a.data, ".odofs-scratch-%d" % dead.pid)
+    os.mkdir(stale)
+    shutil.copy(path, stale)
     line = refused(a)
+    assert not os.path.exists(stale)
     print(line)
     assert line.startswith("odofs: device dev: revisions "), line
     assert "--repair " + a.data in line and "LevelDB: Corruption" in line, line
