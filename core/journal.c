@@ -2114,7 +2114,7 @@ int64_t
 journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 {
 	struct device *d = journal_dev(j, idx);
-	uint64_t first, target, pin_off, pin_rev, fh_keep, offset;
+	uint64_t first, target, pin_off, pin_rev, fh_keep, offset = 0;
 	struct store_batch *b = NULL;
 	struct store_iter *it = NULL;
 	int rc = 0;
@@ -2160,17 +2160,24 @@ journal_compact(struct journal *j, uint32_t idx, uint64_t want, struct err *e)
 		if (target <= first)
 			goto out;
 	}
-	if (target == atomic_load(&d->head) + 1) {
-		offset = atomic_load(&d->end_offset);
-	} else {
-		uint64_t r;
+	{
+		/*
+		 * Where revision target starts: where target - 1 ends, read
+		 * from the store.  Not head and end_offset: an append may
+		 * move them between two loads, and an end that is newer than
+		 * the head read would delete the events between them.
+		 */
+		uint64_t r, o;
+		size_t vlen;
 
-		if (journal_seek_rev(it, d, target) < 0 ||
-		    !journal_iter_event(it, d->devno, &offset, &r)) {
+		if (journal_seek_rev(it, d, target - 1) < 0 ||
+		    !journal_iter_event(it, d->devno, &o, &r)) {
 			rc = err_set(e, -EIO, "device %s: revision %llu not found",
-			    d->id, (unsigned long long)target);
+			    d->id, (unsigned long long)target - 1);
 			goto out;
 		}
+		(void)store_iter_value(it, &vlen);
+		offset = o + vlen + 1;
 	}
 	if ((b = store_batch_new()) == NULL) {
 		rc = err_set(e, -ENOMEM, "out of memory");
