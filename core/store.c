@@ -754,8 +754,19 @@ store_batch_clear(struct store_batch *b)
 	leveldb_writebatch_clear(b->wb);
 }
 
+static int store_write_room(struct store *s, struct store_batch *b,
+    bool sync, bool room, struct err *e);
+
 int
 store_write(struct store *s, struct store_batch *b, bool sync, struct err *e)
+{
+	return store_write_room(s, b, sync, true, e);
+}
+
+/* With room, the write waits for STORE_RESERVE free (a sync does not). */
+static int
+store_write_room(struct store *s, struct store_batch *b, bool sync, bool room,
+    struct err *e)
 {
 	char *lerr = NULL;
 	int rc;
@@ -768,7 +779,7 @@ store_write(struct store *s, struct store_batch *b, bool sync, struct err *e)
 		store_release(s);
 		return rc;
 	}
-	if (s->dir != NULL && store_short_of_room(s)) {
+	if (room && s->dir != NULL && store_short_of_room(s)) {
 		pthread_mutex_lock(&s->mu);
 		if (!s->full) {
 			s->full = true;
@@ -782,7 +793,7 @@ store_write(struct store *s, struct store_batch *b, bool sync, struct err *e)
 		return err_set(e, -ENOSPC, "store write: %s: nearly full (No "
 		    "space left on device)", s->dir);
 	}
-	if (s->full) {
+	if (room && s->full) {
 		pthread_mutex_lock(&s->mu);
 		if (s->full)
 			log_info("store: writes go on: %s has room again after "
@@ -815,8 +826,9 @@ store_sync(struct store *s, struct err *e)
 	struct store_batch b;
 	int rc;
 
+	/* an empty record: what is acknowledged is made durable, full or not */
 	b.wb = leveldb_writebatch_create();
-	rc = store_write(s, &b, true, e);
+	rc = store_write_room(s, &b, true, false, e);
 	leveldb_writebatch_destroy(b.wb);
 	return rc;
 }

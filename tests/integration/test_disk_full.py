@@ -129,6 +129,12 @@ def _full_then_freed(a, small_fs, acked):
     # reads keep working and show exactly what was acknowledged
     with open(a.path("dev", "events")) as f:
         assert f.read().splitlines() == acked
+    # what was acknowledged can still be made durable
+    fd = os.open(a.path("dev", "events"), os.O_WRONLY | os.O_APPEND)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     # mkdir needs the store too
     with pytest.raises(OSError) as ex:
         os.mkdir(a.path("dev2"))
