@@ -2300,21 +2300,30 @@ journal_replica_reset(struct journal *j, uint32_t idx, uint64_t rev,
 		    (unsigned long long)rev, (unsigned long long)offset,
 		    (unsigned long long)old_head, (unsigned long long)old_end);
 	}
-	/* events below rev + 1 are covered by the snapshot: none is kept
-	   (head and end first: no reader ever sees first > head + 1) */
+	/*
+	 * Events below rev + 1 are covered by the snapshot: none is kept
+	 * (head and end first: no reader ever sees first > head + 1).  Under
+	 * meta_lock, as a compaction moves first: one running now finishes
+	 * first, one that starts after finds nothing to do (first is past
+	 * the old snapshot), so neither moves first back over the other.
+	 */
+	pthread_mutex_lock(&d->meta_lock);
 	atomic_store(&d->end_offset, offset);
 	atomic_store(&d->head, rev);
 	atomic_store(&d->first_offset, offset);
 	atomic_store(&d->first, rev + 1);
-	/* the snapshot may only go forward: it does, from below head */
 	old_snap = atomic_load(&d->snapshot_rev);
+	pthread_mutex_unlock(&d->meta_lock);
+	/* the snapshot may only go forward: it does, from below head */
 	rc = journal_snapshot_install(j, idx, rev, snap, len, e);
 	if (rc < 0) {
+		pthread_mutex_lock(&d->meta_lock);
 		atomic_store(&d->snapshot_rev, old_snap);
 		atomic_store(&d->first_offset, old_first_off);
 		atomic_store(&d->first, old_first);
 		atomic_store(&d->end_offset, old_end);
 		atomic_store(&d->head, old_head);
+		pthread_mutex_unlock(&d->meta_lock);
 		pthread_mutex_unlock(&d->lock);
 		return rc;
 	}
