@@ -442,6 +442,24 @@ journal_check_index(struct journal *j, struct device *d,
 }
 
 /*
+ * One more change staged in b: every JOURNAL_COMPACT_BATCH of them, b is
+ * written (and cleared), so that long deletions go in bounded batches.
+ */
+static int
+journal_batch_step(struct journal *j, struct store_batch *b, int *n, bool sync,
+    struct err *e)
+{
+	int rc;
+
+	if (++*n < JOURNAL_COMPACT_BATCH)
+		return 0;
+	rc = store_write(j->store, b, sync, e);
+	store_batch_clear(b);
+	*n = 0;
+	return rc;
+}
+
+/*
  * --repair: cuts d at c->bad (deletes every event key from c->end on) and
  * writes the revision index of what is kept again.
  */
@@ -468,11 +486,7 @@ journal_repair_device(struct journal *j, struct device *d,
 		const void *key = store_iter_key(it, &klen);
 
 		store_batch_delete(b, key, klen);
-		if (++n == JOURNAL_COMPACT_BATCH) {
-			rc = store_write(j->store, b, true, e);
-			store_batch_clear(b);
-			n = 0;
-		}
+		rc = journal_batch_step(j, b, &n, true, e);
 	}
 	keys_rev(rk, d->devno, first);
 	for (store_iter_seek(it, rk, sizeof(rk)); rc == 0 &&
@@ -483,11 +497,7 @@ journal_repair_device(struct journal *j, struct device *d,
 		if (!keys_rev_parse(key, klen, d->devno, &r))
 			break;
 		store_batch_delete(b, key, klen);
-		if (++n == JOURNAL_COMPACT_BATCH) {
-			rc = store_write(j->store, b, true, e);
-			store_batch_clear(b);
-			n = 0;
-		}
+		rc = journal_batch_step(j, b, &n, true, e);
 	}
 	keys_event(k, d->devno, atomic_load(&d->first_offset), 0);
 	for (store_iter_seek(it, k, sizeof(k)); rc == 0 &&
@@ -498,11 +508,7 @@ journal_repair_device(struct journal *j, struct device *d,
 		keys_rev(rk, d->devno, r);
 		keys_put_u64(rv, o);
 		store_batch_put(b, rk, sizeof(rk), rv, sizeof(rv));
-		if (++n == JOURNAL_COMPACT_BATCH) {
-			rc = store_write(j->store, b, true, e);
-			store_batch_clear(b);
-			n = 0;
-		}
+		rc = journal_batch_step(j, b, &n, true, e);
 	}
 	if (rc == 0)
 		rc = store_iter_status(it, e);
@@ -1994,11 +2000,7 @@ journal_delete_below(struct journal *j, struct device *d, uint64_t rev,
 		    o >= offset)
 			break;
 		store_batch_delete(b, key, klen);
-		if (++n == JOURNAL_COMPACT_BATCH) {
-			rc = store_write(j->store, b, false, e);
-			store_batch_clear(b);
-			n = 0;
-		}
+		rc = journal_batch_step(j, b, &n, false, e);
 	}
 	keys_rev(k, d->devno, 0);
 	for (store_iter_seek(it, k, KEYS_REV_LEN); store_iter_valid(it) &&
@@ -2009,11 +2011,7 @@ journal_delete_below(struct journal *j, struct device *d, uint64_t rev,
 		if (!keys_rev_parse(key, klen, d->devno, &r) || r >= rev)
 			break;
 		store_batch_delete(b, key, klen);
-		if (++n == JOURNAL_COMPACT_BATCH) {
-			rc = store_write(j->store, b, false, e);
-			store_batch_clear(b);
-			n = 0;
-		}
+		rc = journal_batch_step(j, b, &n, false, e);
 	}
 	if (rc == 0 && n > 0)
 		rc = store_write(j->store, b, false, e);

@@ -296,11 +296,10 @@ store_has_room(const char *dir)
 	if ((d = opendir(dir)) == NULL)
 		return false;
 	while ((de = readdir(d)) != NULL) {
-		const char *n = de->d_name;
-		size_t digits = strspn(n, "0123456789");
+		const char *n = de->d_name, *dot = strrchr(n, '.');
 
 		/* LevelDB's logs (000003.log), not our odofs.log */
-		if (digits > 0 && strcmp(n + digits, ".log") == 0) {
+		if (store_file(n) && dot != NULL && strcmp(dot, ".log") == 0) {
 			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 			if (stat(path, &st) == 0)
 				need += (unsigned long long)st.st_size;
