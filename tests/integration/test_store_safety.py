@@ -147,6 +147,19 @@ def _event_keys(db, devno):
     return [(k, struct.unpack(">QQ", k[5:21])) for k, _ in db.iterator(prefix=pre)]
 
 
+def drop_events(plyvel, node, first, last, dev="dev"):
+    """Deletes the event keys of revisions first..last of dev from node's
+    store (the daemon stopped): a journal with a gap."""
+    db = plyvel.DB(node.data)
+    try:
+        devno = _devno(db, dev)
+        for k, (off, rev) in _event_keys(db, devno):
+            if first <= rev <= last:
+                db.delete(k)
+    finally:
+        db.close()
+
+
 @pytest.fixture
 def plyvel():
     return pytest.importorskip("plyvel")
@@ -157,12 +170,7 @@ def test_gap_in_a_journal_is_named_and_cut_by_repair(nodes, plyvel):
     a.start()
     fill(a)
     assert a.stop() == 0
-    db = plyvel.DB(a.data)
-    devno = _devno(db, "dev")
-    for k, (off, rev) in _event_keys(db, devno):
-        if 501 <= rev <= 600:
-            db.delete(k)
-    db.close()
+    drop_events(plyvel, a, 501, 600)
     line = refused(a)
     assert "device dev: revisions 501-600 missing" in line, line
     assert "--repair " + a.data in line, line
@@ -221,12 +229,7 @@ def test_cut_replica_fetches_the_rest_from_its_peer(nodes, certs, plyvel):
     wait_converged(a, "dev", b)
     port = b.port
     assert b.stop() == 0
-    db = plyvel.DB(b.data)
-    devno = _devno(db, "dev")
-    for k, (off, rev) in _event_keys(db, devno):
-        if rev == 300:
-            db.delete(k)
-    db.close()
+    drop_events(plyvel, b, 300, 300)
     line = refused(b)
     assert "device dev: revisions 300-300 missing" in line, line
     out = repair(b)
@@ -346,12 +349,7 @@ def test_cut_source_with_peers_is_held_and_refetched(nodes, certs, plyvel):
     wait_converged(a, "dev", b)
     port = a.port
     assert a.stop() == 0
-    db = plyvel.DB(a.data)
-    devno = _devno(db, "dev")
-    for k, (off, rev) in _event_keys(db, devno):
-        if rev == 300:
-            db.delete(k)
-    db.close()
+    drop_events(plyvel, a, 300, 300)
     out = repair(a, "--listen", "127.0.0.1:%d" % port, *tls_args(certs, "a"))
     assert "device dev (source)" in out and "held read-only" in out, out
     a.start_peer(certs, port, [b.port], config=conf())
