@@ -6,16 +6,19 @@
  * it, and concurrent syncs are grouped by LevelDB's writer queue.
  *
  * A full disk is met before LevelDB meets it: while the file system has
- * less than STORE_RESERVE free (an eighth of a small one), writes fail
- * with ENOSPC without reaching LevelDB, and go on by themselves once there
- * is room.  So LevelDB never tears a log record on a full disk, and keeps
- * room for its memtable flushes and compactions.
+ * less than STORE_RESERVE free (an eighth of a small one), or fewer than
+ * STORE_RESERVE_INODES free inodes, writes fail with ENOSPC without
+ * reaching LevelDB, and go on by themselves once there is room.  So
+ * LevelDB never tears a log record on a full disk, and keeps room and
+ * inodes for its new logs, memtable flushes and compactions.
  *
  * A write LevelDB fails anyway (a flush or compaction that found no room,
  * which LevelDB keeps as a background error; an I/O error) fails the store
  * for writes: from then on they fail at once without reaching LevelDB,
  * while reads go on.  For a lack of room, a recovery thread, with backoff,
- * waits until the file system has room for LevelDB to replay its log,
+ * waits until the file system has room for LevelDB to replay its log
+ * and a file can be made and written in the data dir (a probe: a full
+ * quota or a file system that refuses new files shows no other way),
  * then reopens the database: new calls wait while the calls and iterators
  * under way finish (each holds the handle: `users`), the database is
  * closed and opened again, and writes go on.  Iterators held long (a
@@ -53,6 +56,9 @@
  */
 #define STORE_RESERVE		(STORE_WRITE_BUFFER + STORE_ROOM_SPARE)
 #define STORE_WRITE_BUFFER	(8u << 20)
+/* a new log, a table or two, a manifest, with a margin: files LevelDB makes */
+#define STORE_RESERVE_INODES	64
+#define STORE_PROBE		"odofs-probe"	/* made and removed to test */
 #define STORE_SCRATCH_MAX	(256ull << 20)	/* a look at a damaged store */
 
 struct store {
@@ -243,20 +249,34 @@ store_release(struct store *s)
 	store_release_one(s);
 }
 
-/* Whether the data dir's file system is below STORE_RESERVE free. */
+/*
+ * Whether vfs is below `bytes` free or below STORE_RESERVE_INODES free
+ * inodes; with `small`, each at most an eighth of a small file system.  A
+ * file system without an inode count (f_files 0: btrfs) has no inode limit.
+ */
+static bool
+store_vfs_short(const struct statvfs *vfs, unsigned long long bytes,
+    bool small)
+{
+	unsigned long long size, inodes = STORE_RESERVE_INODES;
+
+	size = (unsigned long long)vfs->f_blocks * vfs->f_frsize;
+	if (small && bytes > size / 8)
+		bytes = size / 8;
+	if (inodes > vfs->f_files / 8)
+		inodes = vfs->f_files / 8;
+	return (unsigned long long)vfs->f_bavail * vfs->f_frsize < bytes ||
+	    (vfs->f_files > 0 && vfs->f_favail < inodes);
+}
+
+/* Whether the data dir's file system is below its reserve. */
 static bool
 store_short_of_room(struct store *s)
 {
-	unsigned long long reserve = STORE_RESERVE, size;
 	struct statvfs vfs;
 
-	if (statvfs(s->dir, &vfs) < 0)
-		return false;
-	/* on a small file system, an eighth of it */
-	size = (unsigned long long)vfs.f_blocks * vfs.f_frsize;
-	if (reserve > size / 8)
-		reserve = size / 8;
-	return (unsigned long long)vfs.f_bavail * vfs.f_frsize < reserve;
+	return statvfs(s->dir, &vfs) == 0 && store_vfs_short(&vfs,
+	    STORE_RESERVE, true);
 }
 
 /* A write failed: writes are refused until the recovery thread reopens. */
@@ -280,8 +300,31 @@ store_fail(struct store *s, const char *lerr, struct err *e)
 }
 
 /*
+ * Whether a file can be made, written and made durable in dir: a full
+ * quota, a file system out of inodes, or one that refuses new files fails
+ * this where statvfs shows nothing.
+ */
+static bool
+store_probe(const char *dir)
+{
+	char path[4200];
+	bool ok;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" STORE_PROBE, dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return false;
+	ok = write(fd, "odofs\n", 6) == 6 && fsync(fd) == 0;
+	close(fd);
+	unlink(path);
+	return ok;
+}
+
+/*
  * Whether the data dir's file system has room for LevelDB to replay its
- * logs into a table and start a new log: their size, and some to spare.
+ * logs into a table and start a new log (their size, and some to spare,
+ * and the inodes of the reserve), and takes a new file.
  */
 static bool
 store_has_room(const char *dir)
@@ -306,8 +349,8 @@ store_has_room(const char *dir)
 		}
 	}
 	closedir(d);
-	return statvfs(dir, &vfs) == 0 &&
-	    (unsigned long long)vfs.f_bavail * vfs.f_frsize >= need;
+	return statvfs(dir, &vfs) == 0 && !store_vfs_short(&vfs, need, false) &&
+	    store_probe(dir);
 }
 
 /* Waits ms on s->cv (under s->mu); true when closing. */
