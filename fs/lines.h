@@ -34,9 +34,7 @@ int lines_plan(size_t pending, const char *data, size_t size, size_t max,
     struct lines_plan *out);
 
 /*
- * FNV-1a over p[0..n).  fs/ops.c no longer uses it (a refused piece of a
- * write() now leaves the pending bytes in place, so a retry fails by
- * itself); its unit and fuzz tests still do.
+ * FNV-1a over p[0..n): fs/ops.c knows a refused write sent again by it.
  */
 unsigned long long lines_hash(const char *p, size_t n);
 

@@ -58,6 +58,8 @@ struct handle {
 	uint32_t dev;
 	struct buf pending;		/* unfinished line; under lock */
 	bool refuse_line;		/* drop up to the next '\n'; under lock */
+	size_t skip_len;		/* a refused rest of a line: its length */
+	unsigned long long skip_hash;	/* ... and lines_hash; under lock */
 	bool maybe_more;		/* the last write may go on; under lock */
 	pid_t opener;			/* the thread that opened it */
 	struct buf text;		/* rendered content (generated files) */
@@ -702,6 +704,14 @@ ops_commit_pending(struct odofs *o, struct handle *h)
 	return 0;
 }
 
+/* Remembers data[0..len), the refused rest of a line: see ops_append(). */
+static void
+ops_skip(struct handle *h, const char *data, size_t len)
+{
+	h->skip_len = len;
+	h->skip_hash = lines_hash(data, len);
+}
+
 /*
  * Appends one FUSE write: its complete lines become events in one batch,
  * the bytes after its last newline wait in h->pending.  A write with a line
@@ -717,6 +727,11 @@ ops_commit_pending(struct odofs *o, struct handle *h)
  *    of the pieces before, and the pending bytes are what the writer was
  *    told it wrote, so they stay, to be committed at close as usual.  A
  *    writer that sends the rest again sends a first piece: the case above.
+ * A refused write that holds the newline ending such a line leaves its
+ * bytes up to that newline in h->skip_*: a writer that sends them again
+ * (a buffered writer flushes its buffer again at close) would otherwise
+ * have the end of the line stored as an event of its own; that write is
+ * refused again, and any other write is taken as usual.
  * The kernel offers no way to fail a write() whose first pieces went
  * through, so a write() over OPS_WRITE_MAX gets EFBIG only when its first
  * piece already holds the over-long line.  Nothing is stored on error.
@@ -734,9 +749,17 @@ ops_append(struct odofs *o, struct handle *h, const char *data, size_t size)
 	int rc;
 
 	h->maybe_more = false;
+	if (h->skip_len > 0) {
+		if (size >= h->skip_len &&
+		    lines_hash(data, h->skip_len) == h->skip_hash)
+			return -EFBIG;		/* the same rest again */
+		h->skip_len = 0;
+	}
 	if (h->refuse_line) {
-		if (memchr(data, '\n', size) != NULL)
+		if ((nl = memchr(data, '\n', size)) != NULL) {
 			h->refuse_line = false;
+			ops_skip(h, data, (size_t)(nl - data) + 1);
+		}
 		return -EFBIG;
 	}
 	rc = lines_plan(old_pending, data, size, o->cfg->max_event_bytes,
@@ -747,6 +770,8 @@ ops_append(struct odofs *o, struct handle *h, const char *data, size_t size)
 		    (plan.bad == LINES_BAD_TAIL && plan.events == 0))) {
 			buf_reset(&h->pending);
 			h->refuse_line = plan.bad == LINES_BAD_TAIL;
+			if (plan.bad == LINES_BAD_FIRST)
+				ops_skip(h, data, plan.first_len + 1);
 		}
 		return rc;
 	}
@@ -878,6 +903,7 @@ ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_lock(&h->lock);
 		h->refuse_line = false;
 		h->maybe_more = false;
+		h->skip_len = 0;
 		rc = ops_commit_pending(o, h);
 		pthread_mutex_unlock(&h->lock);
 	}

@@ -195,6 +195,11 @@ def test_partial_line_grown_past_the_limit(nodes):
         with pytest.raises(OSError) as ei:
             os.write(fd, b"c" * 10 + b"\n")
         assert ei.value.errno == errno.EFBIG
+        # the same write sent again (a buffered writer's flush at close)
+        # is refused again: the end of the line is not an event
+        with pytest.raises(OSError) as ei:
+            os.write(fd, b"c" * 10 + b"\n")
+        assert ei.value.errno == errno.EFBIG
         os.write(fd, b"next\n")
         os.write(fd, b"tail")
     finally:
@@ -212,3 +217,28 @@ def test_partial_line_grown_past_the_limit(nodes):
     with open(ev, "ab", buffering=0) as f:
         f.write(b"fresh\n")
     assert read_file(ev) == "next\ntail\nfresh\n"
+
+
+def test_buffered_over_long_line_at_default_limit(node):
+    """The issue's second case: a buffered write of pre, a line of 1 MiB + 1
+    and post, at the default limit.  The kernel carries the write() in
+    pieces; the first holds pre and less than the limit of the long line,
+    so pre is stored (README: "otherwise stores `pre`"), the retry of the
+    rest gets EFBIG, and nothing of the long line nor post is stored."""
+    ev = mkdev(node)
+    f = open(ev, "ab")
+    try:
+        with pytest.raises(OSError) as ei:
+            f.write(b"pre\n" + b"y" * (MIB + 1) + b"\npost\n")
+            f.flush()
+        assert ei.value.errno == errno.EFBIG
+    finally:
+        try:
+            f.close()
+        except OSError as e:
+            # close() flushes what the buffer still holds: the same EFBIG
+            assert e.errno == errno.EFBIG
+    assert read_file(ev, "rb") == b"pre\n"
+    with open(ev, "ab") as f:
+        f.write(b"after\n")
+    assert read_file(ev, "rb") == b"pre\nafter\n"
