@@ -2,7 +2,7 @@
  * keys: the LevelDB key layout.  Integers are big-endian, so LevelDB's
  * bytewise order is journal order:
  *
- *	'D' <device id>                      -> device record (see journal.c)
+ *	'D' <device id>                      -> device record (see devtable.c)
  *	'E' <devno u32> <offset u64> <rev u64> -> <payload>
  *	'R' <devno u32> <rev u64>            -> <offset u64>   (sparse: every
  *	                                        KEYS_REV_STRIDE-th revision)
