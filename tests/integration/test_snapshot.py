@@ -30,10 +30,15 @@ def bulk(node, dev, lines, chunk=2000):
 
 
 def du(path):
+    """Bytes of the files under path; LevelDB deletes logs and tables while
+    it runs, so a file gone between the listing and its stat counts 0."""
     total = 0
     for root, _, files in os.walk(path):
         for f in files:
-            total += os.path.getsize(os.path.join(root, f))
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except FileNotFoundError:
+                pass
     return total
 
 
