@@ -71,12 +71,19 @@ struct config {
 	uint32_t snapshot_timeout_seconds;
 	bool snapshot_compact;
 	uint64_t snapshot_keep_events;
+	/* peer-id globs whose durable acknowledgements gate compaction */
+	char retain_for[CONFIG_MAX_GLOBS][CONFIG_GLOB_MAX];
+	size_t nretain_for;
+	uint64_t retain_max_bytes;	/* 0 = no limit */
 
 	/* limits */
 	uint32_t max_event_bytes;
 
 	/* durability */
 	bool sync;
+	uint32_t replicas;		/* K peers an fsync waits for; 0 none */
+	uint32_t replica_timeout_ms;	/* ... at most this long: ETIMEDOUT */
+	uint32_t ack_sync_ms;		/* a replica syncs at least this often */
 
 	/* fs */
 	char fs_group[CONFIG_GROUP_MAX];	/* "" = no group may write */

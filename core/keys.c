@@ -90,6 +90,34 @@ keys_dev(unsigned char *out, const char *id, size_t idlen)
 	return 1 + idlen;
 }
 
+size_t
+keys_holder(unsigned char *out, const char *dev, size_t devlen,
+    const char *node, size_t nodelen)
+{
+	out[0] = 'H';
+	memcpy(out + 1, dev, devlen);
+	out[1 + devlen] = '\0';
+	memcpy(out + 2 + devlen, node, nodelen);
+	return 2 + devlen + nodelen;
+}
+
+bool
+keys_holder_parse(const void *k, size_t len, const char **dev,
+    size_t *devlen, const char **node, size_t *nodelen)
+{
+	const unsigned char *p = k, *z;
+
+	if (len < 4 || len > KEYS_HOLDER_MAX || p[0] != 'H' ||
+	    (z = memchr(p + 1, '\0', len - 1)) == NULL || z == p + 1 ||
+	    z == p + len - 1)
+		return false;
+	*dev = (const char *)p + 1;
+	*devlen = (size_t)(z - p - 1);
+	*node = (const char *)z + 1;
+	*nodelen = (size_t)(p + len - z - 1);
+	return true;
+}
+
 void
 keys_fh(unsigned char *out, uint64_t seq)
 {

@@ -9,6 +9,10 @@
  *	'G' <seq u64>                        -> <idx u32> <first rev u64>
  *	                                        <count u32>  (the firehose log;
  *	                                        process-local, cleared at open)
+ *	'H' <device id> 0 <node id>          -> <epoch u64> <head u64>
+ *	                                        <durable u64> <at ms u64>
+ *	                                        (a holder's acknowledgement,
+ *	                                        see holders.h)
  *
  * The payload is stored without its newline.  Events are keyed by byte
  * offset first, so a read at any offset is one seek; the
@@ -29,6 +33,8 @@
 #define KEYS_FH_LEN	9	/* 'G' + 8 */
 #define KEYS_FH_VAL_LEN	16
 #define KEYS_REV_STRIDE	64
+#define KEYS_HOLDER_MAX	(1 + 128 + 1 + 64)	/* 'H' id 0 node */
+#define KEYS_HOLDER_VAL_LEN	32
 
 void keys_put_u32(unsigned char *p, uint32_t v);
 void keys_put_u64(unsigned char *p, uint64_t v);
@@ -51,6 +57,19 @@ void keys_rev(unsigned char *out, uint32_t devno, uint64_t rev);
 bool keys_rev_parse(const void *k, size_t len, uint32_t devno, uint64_t *rev);
 /* Whether revision rev gets an index entry. */
 bool keys_rev_indexed(uint64_t rev);
+
+/*
+ * Fills out (KEYS_HOLDER_MAX bytes) with the key of device dev's holder
+ * node; returns its length.
+ */
+size_t keys_holder(unsigned char *out, const char *dev, size_t devlen,
+    const char *node, size_t nodelen);
+/*
+ * Parses a holder key: the device id and node id (pointers into k, not
+ * terminated) and their lengths; false if k is not one.
+ */
+bool keys_holder_parse(const void *k, size_t len, const char **dev,
+    size_t *devlen, const char **node, size_t *nodelen);
 
 /* Firehose log key of commit seq (KEYS_FH_LEN bytes). */
 void keys_fh(unsigned char *out, uint64_t seq);

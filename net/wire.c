@@ -42,6 +42,10 @@ wire_type_name(uint8_t type, char *tmp, size_t size)
 		return "snapshot";
 	case WIRE_REJECT:
 		return "reject";
+	case WIRE_ACK:
+		return "ack";
+	case WIRE_WANT:
+		return "want";
 	default:
 		snprintf(tmp, size, "type %u", type);
 		return tmp;

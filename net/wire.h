@@ -41,6 +41,13 @@
  *	               u64 total, u64 at, u32 n, n bytes (the payload's bytes
  *	               at..at+n of total)
  *	21 REJECT      device, u32 sub, reason
+ *	22 ACK         device, u64 epoch, u16 count (<= WIRE_ACK_MAX),
+ *	               count x { node id, u64 head, u64 durable (<= head),
+ *	               u64 at (the holder's clock, ms since 1970) }: heads
+ *	               of the device that the sender and the holders behind it
+ *	               have applied and hold on stable storage (SPEC §8.10)
+ *	23 WANT        device, u64 epoch, u64 rev: a source's fsync waits for
+ *	               rev to be on stable storage: sync now and acknowledge
  *
  * A device is a string that satisfies config_valid_id() with at most
  * WIRE_DEVICE_MAX bytes; upstream is a node id or "".
@@ -82,6 +89,8 @@ enum wire_type {
 	WIRE_EVENTS = 19,
 	WIRE_SNAPSHOT = 20,
 	WIRE_REJECT = 21,
+	WIRE_ACK = 22,
+	WIRE_WANT = 23,
 	WIRE_REPL_LAST = 63,
 };
 
@@ -325,5 +334,29 @@ struct wire_snapshot {
 };
 int wire_snapshot_encode(struct buf *b, const struct wire_snapshot *m);
 int wire_snapshot_decode(const uint8_t *p, size_t n, struct wire_snapshot *m);
+
+#define WIRE_ACK_MAX		256	/* entries of one ACK frame */
+
+struct wire_ack_entry {
+	char node[WIRE_ID_MAX + 1];
+	uint64_t head, durable, at_ms;
+};
+struct wire_ack {
+	char device[WIRE_DEVICE_MAX + 1];
+	uint64_t epoch;
+	uint16_t count;
+	struct wire_ack_entry e[WIRE_ACK_MAX];
+};
+/* count 1..WIRE_ACK_MAX; each durable <= head. */
+int wire_ack_encode(struct buf *b, const struct wire_ack *m);
+int wire_ack_decode(const uint8_t *p, size_t n, struct wire_ack *m);
+
+struct wire_want {
+	char device[WIRE_DEVICE_MAX + 1];
+	uint64_t epoch;
+	uint64_t rev;		/* >= 1 */
+};
+int wire_want_encode(struct buf *b, const struct wire_want *m);
+int wire_want_decode(const uint8_t *p, size_t n, struct wire_want *m);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * wire_repl: the replication messages of wire.h (types 16..21), in the
+ * wire_repl: the replication messages of wire.h (types 16..23), in the
  * style of wire.c: each encoder validates what a decoder would refuse, and
  * each decoder checks every length and that it consumed the whole frame,
  * so whatever decodes re-encodes to the same bytes.
@@ -297,6 +297,92 @@ wire_snapshot_decode(const uint8_t *p, size_t n, struct wire_snapshot *m)
 	wire_get_bytes(&d, m->len, &m->data);
 	if (d.rc == 0 && (m->mode > WIRE_SNAP_INSTALL || m->at > m->total ||
 	    m->len > m->total - m->at))
+		wire_dec_fail(&d, -EPROTO);
+	return wire_dec_end(&d);
+}
+
+static bool
+wire_ack_ok(const struct wire_ack *m)
+{
+	if (m->count == 0 || m->count > WIRE_ACK_MAX)
+		return false;
+	for (size_t i = 0; i < m->count; i++)
+		if (m->e[i].durable > m->e[i].head)
+			return false;
+	return true;
+}
+
+int
+wire_ack_encode(struct buf *b, const struct wire_ack *m)
+{
+	struct wire_enc w;
+
+	wire_enc_begin(&w, b, WIRE_ACK);
+	if (!wire_ack_ok(m))
+		wire_enc_fail(&w, -EINVAL);
+	wire_put_device(&w, m->device);
+	wire_put_u64(&w, m->epoch);
+	wire_put_u16(&w, m->count);
+	for (size_t i = 0; w.rc == 0 && i < m->count; i++) {
+		wire_put_id(&w, m->e[i].node);
+		wire_put_u64(&w, m->e[i].head);
+		wire_put_u64(&w, m->e[i].durable);
+		wire_put_u64(&w, m->e[i].at_ms);
+	}
+	return wire_enc_end(&w);
+}
+
+int
+wire_ack_decode(const uint8_t *p, size_t n, struct wire_ack *m)
+{
+	struct wire_dec d;
+
+	m->count = 0;
+	m->device[0] = '\0';
+	wire_dec_init(&d, p, n);
+	wire_get_device(&d, m->device);
+	wire_get_u64(&d, &m->epoch);
+	wire_get_u16(&d, &m->count);
+	if (d.rc == 0 && (m->count == 0 || m->count > WIRE_ACK_MAX))
+		wire_dec_fail(&d, -EPROTO);
+	for (size_t i = 0; d.rc == 0 && i < m->count; i++) {
+		wire_get_id(&d, m->e[i].node);
+		wire_get_u64(&d, &m->e[i].head);
+		wire_get_u64(&d, &m->e[i].durable);
+		wire_get_u64(&d, &m->e[i].at_ms);
+	}
+	if (d.rc == 0 && !wire_ack_ok(m))
+		wire_dec_fail(&d, -EPROTO);
+	if (d.rc != 0)
+		m->count = 0;
+	return wire_dec_end(&d);
+}
+
+int
+wire_want_encode(struct buf *b, const struct wire_want *m)
+{
+	struct wire_enc w;
+
+	wire_enc_begin(&w, b, WIRE_WANT);
+	if (m->rev == 0)
+		wire_enc_fail(&w, -EINVAL);
+	wire_put_device(&w, m->device);
+	wire_put_u64(&w, m->epoch);
+	wire_put_u64(&w, m->rev);
+	return wire_enc_end(&w);
+}
+
+int
+wire_want_decode(const uint8_t *p, size_t n, struct wire_want *m)
+{
+	struct wire_dec d;
+
+	memset(m, 0, sizeof(*m));
+	wire_dec_init(&d, p, n);
+	wire_get_device(&d, m->device);
+	wire_get_u64(&d, &m->epoch);
+	wire_get_u64(&d, &m->rev);
+	if (d.rc == 0 && m->rev == 0)
 		wire_dec_fail(&d, -EPROTO);
 	return wire_dec_end(&d);
 }

@@ -28,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Too big for the stack: a decoder's caller arrays, static. */
 static struct wire_peer fuzz_peers[WIRE_PEERS_MAX];
 static struct wire_cat_entry fuzz_cat[WIRE_CAT_MAX];
+static struct wire_ack fuzz_ack;
 
 static void
 fuzz_fail(const char *what, uint8_t type, size_t len)
@@ -67,6 +68,7 @@ fuzz_frame(uint8_t type, const uint8_t *p, size_t n)
 	struct wire_sub sub;
 	struct wire_events ev;
 	struct wire_snapshot snap;
+	struct wire_want want;
 	struct buf b;
 	uint64_t token;
 	size_t count;
@@ -125,6 +127,14 @@ fuzz_frame(uint8_t type, const uint8_t *p, size_t n)
 	case WIRE_REJECT:
 		if ((drc = wire_reject_decode(p, n, &sub)) == 0)
 			rc = wire_reject_encode(&b, &sub);
+		break;
+	case WIRE_ACK:
+		if ((drc = wire_ack_decode(p, n, &fuzz_ack)) == 0)
+			rc = wire_ack_encode(&b, &fuzz_ack);
+		break;
+	case WIRE_WANT:
+		if ((drc = wire_want_decode(p, n, &want)) == 0)
+			rc = wire_want_encode(&b, &want);
 		break;
 	default:
 		drc = 0;

@@ -761,6 +761,8 @@ decode_as(uint8_t type, const uint8_t *p, size_t n)
 {
 	static struct wire_peer peers[WIRE_PEERS_MAX];
 	static struct wire_cat_entry cat[WIRE_CAT_MAX];
+	static struct wire_ack ack;
+	struct wire_want want;
 	struct wire_hello h;
 	struct wire_bye y;
 	struct wire_sub sub;
@@ -794,9 +796,95 @@ decode_as(uint8_t type, const uint8_t *p, size_t n)
 		return wire_snapshot_decode(p, n, &snap);
 	case WIRE_REJECT:
 		return wire_reject_decode(p, n, &sub);
+	case WIRE_ACK:
+		return wire_ack_decode(p, n, &ack);
+	case WIRE_WANT:
+		return wire_want_decode(p, n, &want);
 	default:
 		return -ENOTSUP;
 	}
+}
+
+static void
+test_acks(void)
+{
+	static struct wire_ack m, d;
+	struct wire_want w, wd;
+	struct buf b;
+
+	buf_init(&b, 1 << 20);
+	memset(&m, 0, sizeof(m));
+	snprintf(m.device, sizeof(m.device), "sensor-1");
+	m.epoch = 0x0102030405060708ULL;
+	m.count = 2;
+	snprintf(m.e[0].node, sizeof(m.e[0].node), "b");
+	m.e[0].head = 1200;
+	m.e[0].durable = 1198;
+	m.e[0].at_ms = 1795000000123ULL;
+	snprintf(m.e[1].node, sizeof(m.e[1].node), "c.relay-2");
+	m.e[1].head = m.e[1].durable = 7;
+	CHECK_EQ_INT(wire_ack_encode(&b, &m), 0);
+	CHECK_EQ_INT(b.len, WIRE_HEADER + 1 + 2 + 8 + 8 + 2 +
+	    (2 + 1 + 24) + (2 + 9 + 24));
+	ROUND_TRIP(&b, WIRE_ACK, &d, wire_ack_decode, wire_ack_encode);
+	CHECK(d.count == 2 && d.e[0].head == 1200 && d.e[0].durable == 1198 &&
+	    d.e[0].at_ms == 1795000000123ULL && strcmp(d.e[1].node,
+	    "c.relay-2") == 0 && d.epoch == m.epoch);
+	keep_sample("ack", &b);
+
+	/* refused: none, too many, durable above head, a bad node id */
+	buf_reset(&b);
+	m.count = 0;
+	CHECK_EQ_INT(wire_ack_encode(&b, &m), -EINVAL);
+	m.count = WIRE_ACK_MAX + 1;
+	CHECK_EQ_INT(wire_ack_encode(&b, &m), -EINVAL);
+	m.count = 1;
+	m.e[0].durable = 1201;
+	CHECK_EQ_INT(wire_ack_encode(&b, &m), -EINVAL);
+	m.e[0].durable = 1;
+	snprintf(m.e[0].node, sizeof(m.e[0].node), ".x");
+	CHECK_EQ_INT(wire_ack_encode(&b, &m), -EINVAL);
+	CHECK_EQ_INT(b.len, 0);
+	snprintf(m.e[0].node, sizeof(m.e[0].node), "b");
+	m.count = WIRE_ACK_MAX;
+	for (size_t i = 0; i < WIRE_ACK_MAX; i++) {
+		snprintf(m.e[i].node, sizeof(m.e[i].node), "node-%zu", i);
+		m.e[i].head = i + 1;
+		m.e[i].durable = i;
+	}
+	CHECK_EQ_INT(wire_ack_encode(&b, &m), 0);
+	ROUND_TRIP(&b, WIRE_ACK, &d, wire_ack_decode, wire_ack_encode);
+	CHECK(d.count == WIRE_ACK_MAX && d.e[255].head == 256);
+	/* a decoded durable above head is refused */
+	{
+		const uint8_t *p;
+		size_t n;
+		uint8_t t;
+
+		buf_reset(&b);
+		m.count = 1;
+		m.e[0].head = 5;
+		m.e[0].durable = 5;
+		CHECK_EQ_INT(wire_ack_encode(&b, &m), 0);
+		CHECK_EQ_INT(split_one(&b, &t, &p, &n), 0);
+		((uint8_t *)b.data)[b.len - 16 - 1] = 4;	/* head 5 -> 4 */
+		CHECK_EQ_INT(wire_ack_decode(p, n, &d), -EPROTO);
+		CHECK_EQ_INT(d.count, 0);
+	}
+
+	buf_reset(&b);
+	memset(&w, 0, sizeof(w));
+	snprintf(w.device, sizeof(w.device), "sensor-1");
+	w.epoch = 9;
+	w.rev = 51;
+	CHECK_EQ_INT(wire_want_encode(&b, &w), 0);
+	ROUND_TRIP(&b, WIRE_WANT, &wd, wire_want_decode, wire_want_encode);
+	CHECK(wd.rev == 51 && wd.epoch == 9);
+	keep_sample("want", &b);
+	buf_reset(&b);
+	w.rev = 0;
+	CHECK_EQ_INT(wire_want_encode(&b, &w), -EINVAL);
+	buf_release(&b);
 }
 
 static void
@@ -1112,6 +1200,7 @@ unit_main(void)
 	test_subscriptions();
 	test_events();
 	test_snapshot();
+	test_acks();
 	test_truncations();
 	test_headers();
 	test_encoder_bounds();

@@ -1,0 +1,371 @@
+/*
+ * holders: see holders.h.
+ *
+ * A vector of entries per device, indexed like the journal and grown when
+ * a device first gets one.  A fleet's devices have a handful of holders
+ * each, so lookups are linear.  Every change takes the next change number
+ * (seq): a relay asks for what changed after the number it last sent, and
+ * the save writes what changed after the number it last saved.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "holders.h"
+#include "keys.h"
+#include "log.h"
+#include "store.h"
+
+struct holder {
+	struct holder_ack a;
+	uint64_t seq;			/* change number of its last change */
+};
+
+struct holdset {
+	struct holder *v;
+	size_t n, cap;
+};
+
+struct holders {
+	struct journal *journal;
+	pthread_mutex_t lock;		/* protects everything below */
+	struct holdset *devs;		/* by device index */
+	size_t ndevs;
+	uint64_t seq;			/* the last change number given */
+	uint64_t saved;			/* changes up to it are in the store */
+	holders_notify_fn notify;	/* set before threads */
+	void *notify_arg;
+};
+
+/* idx's set, made on demand (NULL: no memory).  Under lock. */
+static struct holdset *
+holders_set(struct holders *h, uint32_t idx)
+{
+	if (idx >= h->ndevs) {
+		size_t n = h->ndevs ? h->ndevs : 64;
+		struct holdset *d;
+
+		while (n <= idx)
+			n *= 2;
+		if ((d = realloc(h->devs, n * sizeof(*d))) == NULL)
+			return NULL;
+		memset(d + h->ndevs, 0, (n - h->ndevs) * sizeof(*d));
+		h->devs = d;
+		h->ndevs = n;
+	}
+	return &h->devs[idx];
+}
+
+/* The entry of peer in ds, made when missing (NULL: no memory). */
+static struct holder *
+holders_entry(struct holdset *ds, const char *peer)
+{
+	struct holder *v;
+
+	for (size_t i = 0; i < ds->n; i++)
+		if (strcmp(ds->v[i].a.peer, peer) == 0)
+			return &ds->v[i];
+	if (ds->n == HOLDERS_MAX) {
+		/* the oldest acknowledgement makes room */
+		size_t old = 0;
+
+		for (size_t i = 1; i < ds->n; i++)
+			if (ds->v[i].a.at_ms < ds->v[old].a.at_ms)
+				old = i;
+		log_warnx("holders: more than %d holders of a device; %s, "
+		    "the longest silent, is forgotten", HOLDERS_MAX,
+		    ds->v[old].a.peer);
+		ds->v[old] = ds->v[--ds->n];
+	}
+	if (ds->n == ds->cap) {
+		size_t cap = ds->cap ? ds->cap * 2 : 4;
+
+		if ((v = realloc(ds->v, cap * sizeof(*v))) == NULL)
+			return NULL;
+		ds->v = v;
+		ds->cap = cap;
+	}
+	v = &ds->v[ds->n++];
+	memset(v, 0, sizeof(*v));
+	snprintf(v->a.peer, sizeof(v->a.peer), "%s", peer);
+	return v;
+}
+
+/* Merges a into its entry; true when it changed.  Under lock. */
+static bool
+holders_merge(struct holders *h, uint32_t idx, const struct holder_ack *a,
+    bool *durable_up)
+{
+	struct holdset *ds = holders_set(h, idx);
+	struct holder *v;
+	bool changed = false;
+
+	*durable_up = false;
+	if (ds == NULL || (v = holders_entry(ds, a->peer)) == NULL)
+		return false;
+	if (v->a.epoch != a->epoch) {
+		/* new, or the device was made again: start over */
+		v->a.epoch = a->epoch;
+		v->a.head = v->a.durable = v->a.at_ms = 0;
+		changed = true;
+	}
+	if (a->head > v->a.head) {
+		v->a.head = a->head;
+		changed = true;
+	}
+	if (a->durable > v->a.durable) {
+		v->a.durable = a->durable;
+		*durable_up = true;
+		changed = true;
+	}
+	if (v->a.durable > v->a.head) {
+		v->a.head = v->a.durable;
+		changed = true;
+	}
+	if (a->at_ms > v->a.at_ms) {
+		v->a.at_ms = a->at_ms;
+		changed = true;
+	}
+	if (changed)
+		v->seq = ++h->seq;
+	return changed;
+}
+
+static int
+holders_load(struct holders *h, struct err *e)
+{
+	struct store_iter *it;
+	unsigned char k0 = 'H';
+	int rc = 0;
+
+	if ((it = store_iter_new(journal_store(h->journal), false)) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	for (store_iter_seek(it, &k0, 1); store_iter_valid(it);
+	    store_iter_next(it)) {
+		const char *dev, *node;
+		size_t klen, vlen, devlen, nodelen;
+		const void *k = store_iter_key(it, &klen);
+		const unsigned char *val = store_iter_value(it, &vlen);
+		struct holder_ack a;
+		uint32_t idx;
+		bool up;
+
+		if (klen == 0 || *(const unsigned char *)k != 'H')
+			break;
+		if (!keys_holder_parse(k, klen, &dev, &devlen, &node,
+		    &nodelen) || nodelen > JOURNAL_NODE_MAX ||
+		    vlen != KEYS_HOLDER_VAL_LEN) {
+			rc = err_set(e, -EUCLEAN, "store: a damaged holder "
+			    "record (run odofs --repair)");
+			break;
+		}
+		if (journal_lookup(h->journal, dev, devlen, &idx) < 0)
+			continue;	/* a device no longer here */
+		memcpy(a.peer, node, nodelen);
+		a.peer[nodelen] = '\0';
+		a.epoch = keys_get_u64(val);
+		a.head = keys_get_u64(val + 8);
+		a.durable = keys_get_u64(val + 16);
+		a.at_ms = keys_get_u64(val + 24);
+		if (a.epoch != journal_epoch(h->journal, idx))
+			continue;
+		if (!holders_merge(h, idx, &a, &up) && h->devs == NULL) {
+			rc = err_set(e, -ENOMEM, "out of memory");
+			break;
+		}
+	}
+	store_iter_free(it);
+	h->saved = h->seq;
+	return rc;
+}
+
+int
+holders_open(struct holders **out, struct journal *j, struct err *e)
+{
+	struct holders *h;
+	int rc;
+
+	*out = NULL;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	h->journal = j;
+	pthread_mutex_init(&h->lock, NULL);
+	if ((rc = holders_load(h, e)) < 0) {
+		holders_close(h);
+		return rc;
+	}
+	*out = h;
+	return 0;
+}
+
+void
+holders_close(struct holders *h)
+{
+	struct err e;
+
+	if (h == NULL)
+		return;
+	if (holders_dirty(h) && holders_save(h, &e) < 0)
+		log_warnx("holders not saved: %s", e.msg);
+	for (size_t i = 0; i < h->ndevs; i++)
+		free(h->devs[i].v);
+	free(h->devs);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+void
+holders_set_notify(struct holders *h, holders_notify_fn fn, void *arg)
+{
+	h->notify = fn;
+	h->notify_arg = arg;
+}
+
+bool
+holders_ack(struct holders *h, uint32_t idx, const struct holder_ack *a)
+{
+	bool changed, up;
+
+	if (a->epoch != journal_epoch(h->journal, idx) || a->peer[0] == '\0')
+		return false;
+	pthread_mutex_lock(&h->lock);
+	changed = holders_merge(h, idx, a, &up);
+	pthread_mutex_unlock(&h->lock);
+	if (up && h->notify != NULL)
+		h->notify(h->notify_arg, idx);
+	return changed;
+}
+
+size_t
+holders_get(struct holders *h, uint32_t idx, struct holder_ack *out,
+    size_t max, uint64_t *since)
+{
+	size_t n = 0, total = 0;
+	uint64_t upto = since != NULL ? *since : 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (idx < h->ndevs) {
+		const struct holdset *ds = &h->devs[idx];
+
+		for (size_t i = 0; i < ds->n; i++) {
+			if (since != NULL && ds->v[i].seq <= *since)
+				continue;
+			total++;
+			if (n < max)
+				out[n++] = ds->v[i].a;
+			if (ds->v[i].seq > upto && (n < max || since == NULL))
+				upto = ds->v[i].seq;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (since != NULL && total == n)
+		*since = upto;
+	return since != NULL ? n : total;
+}
+
+unsigned
+holders_durable_count(struct holders *h, uint32_t idx, uint64_t rev,
+    const char *self)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (idx < h->ndevs) {
+		const struct holdset *ds = &h->devs[idx];
+
+		for (size_t i = 0; i < ds->n; i++)
+			if (ds->v[i].a.durable >= rev &&
+			    strcmp(ds->v[i].a.peer, self) != 0)
+				n++;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+uint64_t
+holders_retain(struct holders *h, uint32_t idx,
+    const char (*globs)[CONFIG_GLOB_MAX], size_t n, struct holder_ack *who)
+{
+	uint64_t low = UINT64_MAX;
+
+	pthread_mutex_lock(&h->lock);
+	if (idx < h->ndevs) {
+		const struct holdset *ds = &h->devs[idx];
+
+		for (size_t i = 0; i < ds->n; i++) {
+			const struct holder_ack *a = &ds->v[i].a;
+			bool match = false;
+
+			for (size_t g = 0; g < n && !match; g++)
+				match = fnmatch(globs[g], a->peer, 0) == 0;
+			if (match && a->durable < low) {
+				low = a->durable;
+				if (who != NULL)
+					*who = *a;
+			}
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	return low;
+}
+
+bool
+holders_dirty(struct holders *h)
+{
+	bool dirty;
+
+	pthread_mutex_lock(&h->lock);
+	dirty = h->seq != h->saved;
+	pthread_mutex_unlock(&h->lock);
+	return dirty;
+}
+
+int
+holders_save(struct holders *h, struct err *e)
+{
+	struct store_batch *b;
+	uint64_t upto;
+	int rc;
+
+	if ((b = store_batch_new()) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	pthread_mutex_lock(&h->lock);
+	upto = h->seq;
+	for (size_t d = 0; d < h->ndevs; d++) {
+		const struct holdset *ds = &h->devs[d];
+		size_t idlen;
+		const char *id;
+
+		if (ds->n == 0)
+			continue;
+		id = journal_id(h->journal, (uint32_t)d, &idlen);
+		for (size_t i = 0; i < ds->n; i++) {
+			const struct holder_ack *a = &ds->v[i].a;
+			unsigned char k[KEYS_HOLDER_MAX], v[KEYS_HOLDER_VAL_LEN];
+			size_t klen;
+
+			if (ds->v[i].seq <= h->saved)
+				continue;
+			klen = keys_holder(k, id, idlen, a->peer,
+			    strlen(a->peer));
+			keys_put_u64(v, a->epoch);
+			keys_put_u64(v + 8, a->head);
+			keys_put_u64(v + 16, a->durable);
+			keys_put_u64(v + 24, a->at_ms);
+			store_batch_put(b, k, klen, v, sizeof(v));
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	rc = store_write(journal_store(h->journal), b, false, e);
+	store_batch_free(b);
+	if (rc == 0) {
+		pthread_mutex_lock(&h->lock);
+		if (h->saved < upto)
+			h->saved = upto;
+		pthread_mutex_unlock(&h->lock);
+	}
+	return rc;
+}
