@@ -239,30 +239,37 @@ holders_ack(struct holders *h, uint32_t idx, const struct holder_ack *a)
 	return changed;
 }
 
+static int
+holders_by_seq(const void *a, const void *b)
+{
+	const struct holder *x = *(const struct holder *const *)a;
+	const struct holder *y = *(const struct holder *const *)b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 size_t
 holders_get(struct holders *h, uint32_t idx, struct holder_ack *out,
     size_t max, uint64_t *since)
 {
+	static _Thread_local const struct holder *order[HOLDERS_MAX];
 	size_t n = 0, total = 0;
-	uint64_t upto = since != NULL ? *since : 0;
 
 	pthread_mutex_lock(&h->lock);
 	if (idx < h->ndevs) {
 		const struct holdset *ds = &h->devs[idx];
 
-		for (size_t i = 0; i < ds->n; i++) {
-			if (since != NULL && ds->v[i].seq <= *since)
-				continue;
-			total++;
-			if (n < max)
-				out[n++] = ds->v[i].a;
-			if (ds->v[i].seq > upto && (n < max || since == NULL))
-				upto = ds->v[i].seq;
-		}
+		for (size_t i = 0; i < ds->n; i++)
+			if (since == NULL || ds->v[i].seq > *since)
+				order[total++] = &ds->v[i];
+		if (since != NULL)	/* oldest change first: pages */
+			qsort(order, total, sizeof(order[0]), holders_by_seq);
+		for (n = 0; n < total && n < max; n++)
+			out[n] = order[n]->a;
+		if (since != NULL && n > 0)
+			*since = order[n - 1]->seq;
 	}
 	pthread_mutex_unlock(&h->lock);
-	if (since != NULL && total == n)
-		*since = upto;
 	return since != NULL ? n : total;
 }
 

@@ -62,9 +62,10 @@ bool holders_ack(struct holders *h, uint32_t idx, const struct holder_ack *a);
 
 /*
  * Copies idx's entries (at most max) to out; returns how many there are.
- * With since, only those changed after the change number *since, and
- * *since becomes the newest change number seen (a relay sends on what
- * changed since its last acknowledgement).
+ * With since, only those changed after the change number *since, oldest
+ * change first; returns how many were copied, and *since becomes the
+ * change number of the last one copied (a relay sends on what changed
+ * since its last acknowledgement, max at a time).
  */
 size_t holders_get(struct holders *h, uint32_t idx, struct holder_ack *out,
     size_t max, uint64_t *since);

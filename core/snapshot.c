@@ -43,6 +43,7 @@ struct snapdev {
 	uint64_t retry_ns;		/* no command before this */
 	uint64_t retry_gap_ns;		/* doubles with each failure */
 	bool compact;			/* a compaction is owed */
+	struct snapshot_retained kept;	/* under s->lock (renderers read) */
 };
 
 struct snapshotter {
@@ -56,7 +57,7 @@ struct snapshotter {
 	bool kicked, stop;
 	uint8_t *want_compact;		/* per device, set by installs */
 	size_t nwant;
-	struct snapdev *devs;		/* worker thread only */
+	struct snapdev *devs;		/* worker thread; grown under lock */
 	size_t ndevs;
 	_Atomic uint64_t runs, failures, compactions;
 };
@@ -456,6 +457,68 @@ snap_build(struct snapshotter *s, uint32_t idx, struct journal_info *in)
 	return rc;
 }
 
+/*
+ * snapshot.retain_for: the first revision compaction may keep, at most
+ * want, so that no matching holder of idx loses an event it has not made
+ * durable; past retain_max_bytes of events kept for it, compaction goes
+ * on without it.  What is kept, and for whom, goes to sd->kept.
+ */
+static uint64_t
+snap_retain(struct snapshotter *s, uint32_t idx, const struct journal_info *in,
+    struct snapdev *sd, uint64_t want)
+{
+	struct snapshot_retained k;
+	struct holder_ack who;
+	uint64_t durable, off;
+
+	memset(&k, 0, sizeof(k));
+	if (s->o.nretain_for == 0 || s->o.holders == NULL)
+		goto out;
+	durable = holders_retain(s->o.holders, idx, s->o.retain_for,
+	    s->o.nretain_for, &who);
+	if (durable == UINT64_MAX || durable + 1 >= want)
+		goto out;
+	snprintf(k.peer, sizeof(k.peer), "%s", who.peer);
+	k.durable = durable;
+	k.since_ms = who.at_ms;
+	k.events = want - (durable + 1);
+	off = journal_rev_offset(s->journal, idx, durable + 1);
+	k.bytes = off != UINT64_MAX && off < in->end_offset ?
+	    in->end_offset - off : 0;
+	if (s->o.retain_max_bytes > 0 && k.bytes > s->o.retain_max_bytes) {
+		k.dropped = true;
+		if (!sd->kept.dropped)
+			log_warnx("compaction of %s goes on past what %s has not "
+			    "made durable (revision %llu): %llu bytes kept for "
+			    "it reached snapshot.retain_max_bytes", in->id,
+			    who.peer, (unsigned long long)durable + 1,
+			    (unsigned long long)k.bytes);
+	} else {
+		want = durable + 1;
+		k.retaining = true;
+	}
+out:
+	pthread_mutex_lock(&s->lock);
+	sd->kept = k;
+	pthread_mutex_unlock(&s->lock);
+	return want;
+}
+
+bool
+snapshot_retained(struct snapshotter *s, uint32_t idx,
+    struct snapshot_retained *out)
+{
+	bool any = false;
+
+	pthread_mutex_lock(&s->lock);
+	if (idx < s->ndevs) {
+		*out = s->devs[idx].kept;
+		any = out->retaining || out->dropped;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return any;
+}
+
 static void
 snap_compact(struct snapshotter *s, uint32_t idx, struct snapdev *sd)
 {
@@ -467,8 +530,10 @@ snap_compact(struct snapshotter *s, uint32_t idx, struct snapdev *sd)
 	journal_info(s->journal, idx, &in);
 	want = in.snapshot_rev + 1;
 	want = want > s->o.keep_events ? want - s->o.keep_events : 1;
+	want = snap_retain(s, idx, &in, sd, want);
 	if (want <= in.first) {
-		sd->compact = false;
+		/* held back for a holder: look again at the next scan */
+		sd->compact = sd->kept.retaining;
 		return;
 	}
 	err_clear(&e);
@@ -479,8 +544,8 @@ snap_compact(struct snapshotter *s, uint32_t idx, struct snapdev *sd)
 	}
 	if ((uint64_t)first > in.first)
 		atomic_fetch_add(&s->compactions, 1);
-	/* held back by a reader: try again at the next tick */
-	sd->compact = (uint64_t)first < want;
+	/* held back by a reader or a holder: try again at the next tick */
+	sd->compact = (uint64_t)first < want || sd->kept.retaining;
 }
 
 static bool
@@ -504,17 +569,19 @@ snap_scan(struct snapshotter *s)
 	uint32_t n = journal_count(s->journal);
 	uint64_t now = snap_now_ns();
 
+	pthread_mutex_lock(&s->lock);	/* renderers read devs[].kept */
 	if (n > s->ndevs) {
 		struct snapdev *d = realloc(s->devs, n * sizeof(*d));
 
-		if (d == NULL)
+		if (d == NULL) {
+			pthread_mutex_unlock(&s->lock);
 			return;
+		}
 		for (size_t i = s->ndevs; i < n; i++)
 			d[i] = (struct snapdev){ .last_ns = now };
 		s->devs = d;
 		s->ndevs = n;
 	}
-	pthread_mutex_lock(&s->lock);
 	for (size_t i = 0; i < s->nwant && i < n; i++) {
 		if (s->want_compact[i]) {
 			s->want_compact[i] = 0;

@@ -21,7 +21,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "err.h"
+#include "holders.h"
 #include "journal.h"
 
 struct snapshot_opts {
@@ -32,6 +34,11 @@ struct snapshot_opts {
 	bool compact;
 	uint64_t keep_events;
 	const char *tmp_dir;		/* for ODOFS_SNAPSHOT files */
+	/* compaction keeps what these holders have not made durable */
+	struct holders *holders;
+	const char (*retain_for)[CONFIG_GLOB_MAX];
+	size_t nretain_for;
+	uint64_t retain_max_bytes;	/* 0: no limit */
 };
 
 struct snapshotter;
@@ -45,6 +52,19 @@ void snapshot_stop(struct snapshotter *s);
 void snapshot_notify(struct snapshotter *s, uint32_t idx, uint64_t head);
 /* A snapshot of idx was installed by hand: compact it if configured. */
 void snapshot_installed(struct snapshotter *s, uint32_t idx);
+
+/* What compaction keeps of a device for a holder of retain_for. */
+struct snapshot_retained {
+	char peer[JOURNAL_NODE_MAX + 1];
+	uint64_t durable;		/* its durable head */
+	uint64_t events, bytes;		/* kept for it beyond the rest */
+	uint64_t since_ms;		/* its last acknowledgement */
+	bool retaining;			/* compaction waits for it */
+	bool dropped;			/* past retain_max_bytes: it does not */
+};
+/* Whether compaction of idx keeps (or dropped) events for a holder. */
+bool snapshot_retained(struct snapshotter *s, uint32_t idx,
+    struct snapshot_retained *out);
 
 struct snapshot_stats {
 	uint64_t runs, failures, compactions;

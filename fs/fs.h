@@ -38,6 +38,8 @@ struct odofs {
 	struct pipes *pipes;			/* live pipes */
 	struct snapshotter *snapshots;		/* automatic snapshots, compaction */
 	struct peering *peering;		/* NULL when peering is off */
+	struct holders *holders;		/* replicas' acknowledgements */
+	struct quorum *quorum;			/* NULL: durability.replicas 0 */
 	bool events_page_cache;			/* ODOFS_EVENTS_PAGE_CACHE=1 */
 	time_t started;				/* CLOCK_REALTIME seconds */
 	struct fs_metrics metrics;

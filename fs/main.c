@@ -26,11 +26,13 @@
 
 #include "config.h"
 #include "fs.h"
+#include "holders.h"
 #include "journal.h"
 #include "listen.h"
 #include "log.h"
 #include "peering.h"
 #include "pipes.h"
+#include "quorum.h"
 #include "repair.h"
 #include "snapshot.h"
 
@@ -504,6 +506,15 @@ main_on_commit(void *arg, uint32_t idx, uint64_t head)
 	peering_notify(o->peering, idx, head);
 }
 
+/* A quorum_want_fn: an fsync waits for the replicas of idx. */
+static void
+main_want_durable(void *arg, uint32_t idx, uint64_t rev)
+{
+	struct odofs *o = arg;
+
+	peering_want_durable(o->peering, idx, rev);
+}
+
 /* A snapshot was installed (here or from a peer): compact if configured. */
 static void
 main_on_snapshot(void *arg, uint32_t idx)
@@ -552,7 +563,8 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 	jo.sync = cfg->sync;
 	jo.max_event_bytes = cfg->max_event_bytes;
 	jo.cache_bytes = MAIN_CACHE_BYTES;
-	if (journal_open(&o.journal, &jo, &e) < 0) {
+	if (journal_open(&o.journal, &jo, &e) < 0 ||
+	    holders_open(&o.holders, o.journal, &e) < 0) {
 		snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
 		goto out;
 	}
@@ -561,7 +573,8 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 		int fd = listen_fd;
 
 		listen_fd = -1;
-		if (peering_open(&o.peering, cfg, o.journal, fd, &e) < 0) {
+		if (peering_open(&o.peering, cfg, o.journal, o.holders, fd,
+		    &e) < 0) {
 			snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
 			goto out;
 		}
@@ -599,12 +612,25 @@ main_run(const struct args *a, struct config *cfg, int report_fd)
 			.compact = cfg->snapshot_compact,
 			.keep_events = cfg->snapshot_keep_events,
 			.tmp_dir = cfg->data_dir,
+			.holders = o.holders,
+			.retain_for = cfg->retain_for,
+			.nretain_for = cfg->nretain_for,
+			.retain_max_bytes = cfg->retain_max_bytes,
 		};
 
 		if (snapshot_start(&o.snapshots, o.journal, &so, &e) < 0) {
 			snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
 			goto out;
 		}
+	}
+	if (cfg->replicas > 0) {
+		if (quorum_open(&o.quorum, o.holders, cfg->node_id,
+		    cfg->replicas, cfg->replica_timeout_ms, main_want_durable,
+		    &o, &e) < 0) {
+			snprintf(line, sizeof(line), "odofs: %s\n", e.msg);
+			goto out;
+		}
+		holders_set_notify(o.holders, quorum_acked, o.quorum);
 	}
 	journal_set_notify(o.journal, main_on_commit, &o);
 	journal_set_snapshot_notify(o.journal, main_on_snapshot, &o);
@@ -641,12 +667,15 @@ nomem_mounted:
 	/* peers hear goodbye; readers blocked in live pipes get end of file */
 	peering_stop(o.peering);
 	pipes_stop(o.pipes);
+	quorum_close(o.quorum);		/* waiting fsyncs: EIO */
+	o.quorum = NULL;
 	fuse_session_unmount(se);
 	ops_release_all(&o);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
 	peering_close(o.peering);
+	quorum_close(o.quorum);
 	ops_release_all(&o);
 	snapshot_stop(o.snapshots);
 	pipes_free(o.pipes);
@@ -654,6 +683,7 @@ out:
 		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(lcfg);
 	fuse_opt_free_args(&fargs);
+	holders_close(o.holders);
 	journal_close(o.journal);
 	pthread_mutex_destroy(&o.handles_lock);
 	if (listen_fd >= 0)

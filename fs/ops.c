@@ -34,6 +34,7 @@
 #include "log.h"
 #include "peering.h"
 #include "pipes.h"
+#include "quorum.h"
 #include "snapshot.h"
 #include "tree.h"
 
@@ -966,15 +967,26 @@ ops_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
     struct fuse_file_info *fi)
 {
 	struct odofs *o = ops_ctx(req);
+	struct handle *h = ops_handle(fi);
+	uint64_t head;
 	struct err e;
 	int rc;
 
 	(void)ino;
 	(void)datasync;
-	(void)fi;
 	if ((rc = journal_sync(o->journal, &e)) < 0) {
 		log_warnx("fsync failed: %s", e.msg);
 		return ops_reply_err(req, rc);
+	}
+	/*
+	 * With durability.replicas, a source's events wait for that many
+	 * peers to hold every event appended before it (SPEC §8.10).
+	 */
+	if (o->quorum != NULL && h->kind == TREE_EVENTS &&
+	    journal_is_local(o->journal, h->dev) &&
+	    (head = journal_head(o->journal, h->dev)) > 0) {
+		quorum_wait(o->quorum, req, h->dev, head);
+		return;
 	}
 	fuse_reply_err(req, 0);
 }

@@ -6,12 +6,16 @@
  * 16 hex digits in a JSON string: a JSON number would lose precision.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "fs.h"
+#include "holders.h"
 #include "peering.h"
 #include "pipes.h"
+#include "quorum.h"
+#include "snapshot.h"
 #include "store.h"
 
 /* t as ISO 8601 UTC ("2026-11-27T04:05:06Z") into a JSON string. */
@@ -46,6 +50,92 @@ render_store(struct odofs *o, struct buf *out)
 	return rc;
 }
 
+/* ms since 1970 as ISO 8601 UTC with milliseconds, in a JSON string. */
+static int
+render_time_ms(struct buf *out, uint64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	char s[32];
+	struct tm tm;
+
+	if (ms == 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		return buf_printf(out, "null");
+	return buf_printf(out, "\"%s.%03uZ\"", s, (unsigned)(ms % 1000));
+}
+
+static uint64_t
+render_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * One holder of a device (SPEC §8.10): its heads, the events it lacks
+ * (lag: applied, durable_lag: on disk) and, while it lacks any, the
+ * seconds since its last acknowledgement.
+ */
+static int
+render_holder(struct buf *out, const struct holder_ack *a, uint64_t head,
+    uint64_t now_ms)
+{
+	uint64_t lag = head > a->head ? head - a->head : 0;
+	int rc = 0;
+
+	rc |= buf_printf(out, "{\"peer\":");
+	rc |= buf_json_str(out, a->peer, strlen(a->peer));
+	rc |= buf_printf(out, ",\"head\":%llu,\"durable\":%llu,\"lag\":%llu,"
+	    "\"durable_lag\":%llu,\"lag_seconds\":%.3f,\"at\":",
+	    (unsigned long long)a->head, (unsigned long long)a->durable,
+	    (unsigned long long)lag, (unsigned long long)(head > a->durable ?
+	    head - a->durable : 0), lag > 0 && now_ms > a->at_ms ?
+	    (now_ms - a->at_ms) / 1e3 : 0.0);
+	rc |= render_time_ms(out, a->at_ms);
+	rc |= buf_printf(out, "}");
+	return rc;
+}
+
+/*
+ * "replicas": every holder of dev heard of, as a JSON array; a holds
+ * HOLDERS_MAX entries (the caller's, reused over devices).
+ */
+static int
+render_replicas(struct odofs *o, uint32_t dev, uint64_t head,
+    struct holder_ack *a, struct buf *out)
+{
+	size_t n = holders_get(o->holders, dev, a, HOLDERS_MAX, NULL);
+	uint64_t now = render_now_ms();
+	int rc = buf_printf(out, "[");
+
+	for (size_t i = 0; i < n && i < HOLDERS_MAX; i++) {
+		rc |= i ? buf_printf(out, ",") : 0;
+		rc |= render_holder(out, &a[i], head, now);
+	}
+	return rc | buf_printf(out, "]");
+}
+
+/* "retained": what compaction keeps for a holder of retain_for, or null. */
+static int
+render_retained(struct odofs *o, uint32_t dev, struct buf *out)
+{
+	struct snapshot_retained k;
+	int rc = 0;
+
+	if (o->snapshots == NULL || !snapshot_retained(o->snapshots, dev, &k))
+		return buf_printf(out, "null");
+	rc |= buf_printf(out, "{\"peer\":");
+	rc |= buf_json_str(out, k.peer, strlen(k.peer));
+	rc |= buf_printf(out, ",\"durable\":%llu,\"events\":%llu,"
+	    "\"bytes\":%llu,\"dropped\":%s,\"since\":",
+	    (unsigned long long)k.durable, (unsigned long long)k.events,
+	    (unsigned long long)k.bytes, k.dropped ? "true" : "false");
+	rc |= render_time_ms(out, k.since_ms);
+	return rc | buf_printf(out, "}");
+}
+
 static const char *const render_errno_names[FS_ERRNO_MAX] = {
 	[EPERM] = "EPERM", [ENOENT] = "ENOENT", [EIO] = "EIO",
 	[EBADF] = "EBADF", [EAGAIN] = "EAGAIN", [ENOMEM] = "ENOMEM",
@@ -56,6 +146,125 @@ static const char *const render_errno_names[FS_ERRNO_MAX] = {
 	[ENOTEMPTY] = "ENOTEMPTY", [EINTR] = "EINTR", [ENODATA] = "ENODATA",
 	[EOPNOTSUPP] = "EOPNOTSUPP", [E2BIG] = "E2BIG", [EXDEV] = "EXDEV",
 };
+
+/*
+ * .status's "replicas" (each device's holders), "retained" (what
+ * compaction keeps for one) and "fsync" (quorum fsyncs) members.
+ */
+static int
+render_status_acks(struct odofs *o, struct buf *out)
+{
+	uint32_t n = journal_count(o->journal);
+	struct holder_ack *a = calloc(HOLDERS_MAX, sizeof(*a));
+	struct snapshot_retained k;
+	struct quorum_stats qs;
+	bool first = true;
+	int rc = 0;
+
+	if (a == NULL)
+		return -ENOMEM;
+	rc |= buf_printf(out, ",\"replicas\":[");
+	for (uint32_t i = 0; i < n; i++) {
+		const char *id = journal_id(o->journal, i, &(size_t){0});
+
+		if (holders_get(o->holders, i, a, 0, NULL) == 0)
+			continue;
+		rc |= buf_printf(out, "%s{\"device\":", first ? "" : ",");
+		rc |= buf_json_str(out, id, strlen(id));
+		rc |= buf_printf(out, ",\"holders\":");
+		rc |= render_replicas(o, i, journal_head(o->journal, i), a, out);
+		rc |= buf_printf(out, "}");
+		first = false;
+	}
+	rc |= buf_printf(out, "],\"retained\":[");
+	first = true;
+	for (uint32_t i = 0; o->snapshots != NULL && i < n; i++) {
+		const char *id = journal_id(o->journal, i, &(size_t){0});
+
+		if (!snapshot_retained(o->snapshots, i, &k))
+			continue;
+		rc |= buf_printf(out, "%s{\"device\":", first ? "" : ",");
+		rc |= buf_json_str(out, id, strlen(id));
+		rc |= buf_printf(out, ",\"for\":");
+		rc |= render_retained(o, i, out);
+		rc |= buf_printf(out, "}");
+		first = false;
+	}
+	memset(&qs, 0, sizeof(qs));
+	if (o->quorum != NULL)
+		quorum_stats(o->quorum, &qs);
+	rc |= buf_printf(out, "],\"fsync\":{\"replicas\":%u,\"waiting\":%u,"
+	    "\"met\":%llu,\"timeouts\":%llu}", (unsigned)o->cfg->replicas,
+	    qs.waiting, (unsigned long long)qs.met,
+	    (unsigned long long)qs.timeouts);
+	free(a);
+	return rc;
+}
+
+/* The same in Prometheus lines. */
+static int
+render_metrics_acks(struct odofs *o, struct buf *out)
+{
+	uint32_t n = journal_count(o->journal);
+	struct holder_ack *a = calloc(HOLDERS_MAX, sizeof(*a));
+	uint64_t now = render_now_ms();
+	struct quorum_stats qs;
+	int rc = 0;
+
+	if (a == NULL)
+		return -ENOMEM;
+	rc |= buf_printf(out,
+	    "# HELP odofs_replica_lag_events Events of a device a holder has "
+	    "not applied (applied) or not on stable storage (durable), as its "
+	    "acknowledgements tell.\n"
+	    "# TYPE odofs_replica_lag_events gauge\n");
+	for (uint32_t i = 0; i < n; i++) {
+		const char *id = journal_id(o->journal, i, &(size_t){0});
+		uint64_t head = journal_head(o->journal, i);
+		size_t k = holders_get(o->holders, i, a, HOLDERS_MAX, NULL);
+
+		for (size_t j = 0; j < k && j < HOLDERS_MAX; j++)
+			rc |= buf_printf(out, "odofs_replica_lag_events{device="
+			    "\"%s\",peer=\"%s\",of=\"applied\"} %llu\n"
+			    "odofs_replica_lag_events{device=\"%s\",peer=\"%s\","
+			    "of=\"durable\"} %llu\n", id, a[j].peer,
+			    (unsigned long long)(head > a[j].head ?
+			    head - a[j].head : 0), id, a[j].peer,
+			    (unsigned long long)(head > a[j].durable ?
+			    head - a[j].durable : 0));
+	}
+	rc |= buf_printf(out,
+	    "# HELP odofs_replica_lag_seconds Seconds since the last "
+	    "acknowledgement of a holder that lacks events (0 when it has "
+	    "them all).\n"
+	    "# TYPE odofs_replica_lag_seconds gauge\n");
+	for (uint32_t i = 0; i < n; i++) {
+		const char *id = journal_id(o->journal, i, &(size_t){0});
+		uint64_t head = journal_head(o->journal, i);
+		size_t k = holders_get(o->holders, i, a, HOLDERS_MAX, NULL);
+
+		for (size_t j = 0; j < k && j < HOLDERS_MAX; j++)
+			rc |= buf_printf(out, "odofs_replica_lag_seconds{device="
+			    "\"%s\",peer=\"%s\"} %.3f\n", id, a[j].peer,
+			    head > a[j].head && now > a[j].at_ms ?
+			    (now - a[j].at_ms) / 1e3 : 0.0);
+	}
+	memset(&qs, 0, sizeof(qs));
+	if (o->quorum != NULL)
+		quorum_stats(o->quorum, &qs);
+	rc |= buf_printf(out,
+	    "# HELP odofs_fsync_quorum_total fsync() calls that waited for "
+	    "durability.replicas peers, by outcome.\n"
+	    "# TYPE odofs_fsync_quorum_total counter\n"
+	    "odofs_fsync_quorum_total{result=\"met\"} %llu\n"
+	    "odofs_fsync_quorum_total{result=\"timeout\"} %llu\n"
+	    "# HELP odofs_fsync_quorum_waiting fsync() calls waiting now.\n"
+	    "# TYPE odofs_fsync_quorum_waiting gauge\n"
+	    "odofs_fsync_quorum_waiting %u\n", (unsigned long long)qs.met,
+	    (unsigned long long)qs.timeouts, qs.waiting);
+	free(a);
+	return rc;
+}
 
 int
 render_status(struct odofs *o, struct buf *out)
@@ -72,6 +281,7 @@ render_status(struct odofs *o, struct buf *out)
 	    (unsigned long long)st.events);
 	rc |= buf_json_str(out, o->cfg->data_dir, strlen(o->cfg->data_dir));
 	rc |= render_store(o, out);
+	rc |= render_status_acks(o, out);
 	rc |= buf_printf(out, ",\"listen\":");
 	rc |= buf_json_str(out, o->cfg->listen, strlen(o->cfg->listen));
 	rc |= buf_printf(out, ",\"peers\":");
@@ -173,6 +383,7 @@ render_metrics(struct odofs *o, struct buf *out)
 	}
 	if (o->peering != NULL)
 		rc |= peering_render_metrics(o->peering, out);
+	rc |= render_metrics_acks(o, out);
 	rc |= buf_printf(out, "# HELP odofs_errors_total Requests answered "
 	    "with an error, by errno.\n"
 	    "# TYPE odofs_errors_total counter\n");
@@ -195,6 +406,7 @@ render_metrics(struct odofs *o, struct buf *out)
 int
 render_info(struct odofs *o, uint32_t dev, struct buf *out)
 {
+	struct holder_ack *a;
 	struct journal_info in;
 	struct journal_repl r;
 	int rc = 0;
@@ -222,13 +434,22 @@ render_info(struct odofs *o, uint32_t dev, struct buf *out)
 	rc |= render_time(out, (time_t)(in.created_ns / 1000000000ull));
 	rc |= buf_printf(out, ",\"local\":%s,\"created_ns\":\"%llu\","
 	    "\"first\":%llu,\"head\":%llu,\"first_offset\":%llu,"
-	    "\"end_offset\":%llu,\"bytes\":%llu,\"snapshot\":%llu}\n",
+	    "\"end_offset\":%llu,\"bytes\":%llu,\"snapshot\":%llu",
 	    in.local ? "true" : "false", (unsigned long long)in.created_ns,
 	    (unsigned long long)in.first, (unsigned long long)in.head,
 	    (unsigned long long)in.first_offset,
 	    (unsigned long long)in.end_offset,
 	    (unsigned long long)(in.end_offset - in.first_offset),
 	    (unsigned long long)in.snapshot_rev);
+	/* the holders, and what compaction keeps for one (SPEC §8.10) */
+	if ((a = calloc(HOLDERS_MAX, sizeof(*a))) == NULL)
+		return -ENOMEM;
+	rc |= buf_printf(out, ",\"replicas\":");
+	rc |= render_replicas(o, dev, in.head, a, out);
+	rc |= buf_printf(out, ",\"retained\":");
+	rc |= render_retained(o, dev, out);
+	rc |= buf_printf(out, "}\n");
+	free(a);
 	return rc ? -E2BIG : 0;
 }
 

@@ -218,6 +218,8 @@ peering_wake(void *arg)
 		resolve_dispatch(p->resolver);
 		if (atomic_exchange(&p->committed, false))
 			sync_pump(p->sync);
+		if (atomic_exchange(&p->wanted, false))
+			sync_wants_drain(p->sync);
 		return;
 	}
 	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next) {
@@ -267,6 +269,14 @@ peering_notify(void *arg, uint32_t idx, uint64_t head)
 		loop_wake(p->loop);
 }
 
+void
+peering_want_durable(struct peering *p, uint32_t idx, uint64_t rev)
+{
+	if (p != NULL && sync_want_post(p->sync, idx, rev) &&
+	    !atomic_exchange(&p->wanted, true))
+		loop_wake(p->loop);
+}
+
 bool
 peering_known(struct peering *p, const char *id, size_t len)
 {
@@ -299,7 +309,7 @@ peering_main(void *arg)
 
 int
 peering_open(struct peering **out, const struct config *cfg,
-    struct journal *j, int listen_fd, struct err *e)
+    struct journal *j, struct holders *h, int listen_fd, struct err *e)
 {
 	struct peering *p;
 	char cn[CONFIG_ID_MAX + 1];
@@ -332,7 +342,7 @@ peering_open(struct peering **out, const struct config *cfg,
 	if ((rc = tls_ctx_check(p->tls, e)) < 0)
 		goto fail;
 	if ((rc = loop_open(&p->loop, e)) < 0 ||
-	    (rc = sync_open(&p->sync, cfg, j, p->loop, e)) < 0 ||
+	    (rc = sync_open(&p->sync, cfg, j, h, p->loop, e)) < 0 ||
 	    (rc = loop_timer_add(&p->sync_tick, p->loop, peering_sync_tick, p,
 	    e)) < 0 ||
 	    (rc = loop_timer_add(&p->probe_tick, p->loop, peering_probe_tick, p,

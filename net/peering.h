@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "config.h"
 #include "err.h"
+#include "holders.h"
 #include "journal.h"
 
 struct peering;
@@ -45,7 +46,7 @@ struct peering;
  * socket, taken over.  Fails before anything runs, with e one line.
  */
 int peering_open(struct peering **out, const struct config *cfg,
-    struct journal *j, int listen_fd, struct err *e);
+    struct journal *j, struct holders *h, int listen_fd, struct err *e);
 /* Starts the net thread: seeds, history, listening. */
 int peering_start(struct peering *p, struct err *e);
 /*
@@ -60,6 +61,12 @@ void peering_close(struct peering *p);
  * thread pushes it to subscribed peers.  p may be NULL.
  */
 void peering_notify(void *p, uint32_t idx, uint64_t head);
+/*
+ * A source's fsync waits for revision rev of idx on stable storage at its
+ * replicas: they are told to sync at once (SPEC §8.10).  Any thread; p may
+ * be NULL.
+ */
+void peering_want_durable(struct peering *p, uint32_t idx, uint64_t rev);
 /* Whether a connected peer's catalogue has device id.  Any thread. */
 bool peering_known(struct peering *p, const char *id, size_t len);
 /* The "conflicts" and "subscriptions" members of .status. */

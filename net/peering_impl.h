@@ -122,6 +122,7 @@ struct peering {
 	struct loop_timer *probe_tick;		/* every PEER_PROBE_MS */
 	struct sync *sync;
 	atomic_bool committed;			/* journal commits to push */
+	atomic_bool wanted;			/* fsyncs wait: sync_wants_drain */
 	struct loop_task *reap;			/* frees dead entries */
 	struct peer *peers;
 	struct peer *dead;			/* unlinked, to free */

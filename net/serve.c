@@ -303,6 +303,20 @@ sync_on_subscribe(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 	sv->idx = idx;
 	sv->sub = m.sub;
 	sv->next = m.from;
+	/*
+	 * A subscriber holds the device: known as a holder from now on, with
+	 * what it applied, so compaction for snapshot.retain_for keeps what
+	 * it has not acknowledged durable even before its first ACK.
+	 */
+	{
+		struct holder_ack a;
+
+		memset(&a, 0, sizeof(a));
+		snprintf(a.peer, sizeof(a.peer), "%s", sp->id);
+		a.epoch = m.epoch;
+		a.head = m.from - 1;
+		holders_ack(s->holders, idx, &a);
+	}
 	{
 		/* what snapshot it has: its catalogue says */
 		const struct wire_cat_entry *ce = cat_find(&sp->cat, m.device);

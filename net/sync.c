@@ -77,6 +77,8 @@ static const sync_handler
 	[WIRE_EVENTS - WIRE_REPL_FIRST] = sync_on_events,
 	[WIRE_SNAPSHOT - WIRE_REPL_FIRST] = sync_on_snapshot,
 	[WIRE_REJECT - WIRE_REPL_FIRST] = sync_on_reject,
+	[WIRE_ACK - WIRE_REPL_FIRST] = sync_on_ack,
+	[WIRE_WANT - WIRE_REPL_FIRST] = sync_on_want,
 };
 
 int
@@ -188,12 +190,13 @@ sync_tick(struct sync *s)
 			s->next_eval_ms = now + s->cfg->evaluate_ms;
 	}
 	sync_pump(s);
+	sync_acks_tick(s);
 	sync_counters_publish(s);
 }
 
 int
 sync_open(struct sync **out, const struct config *cfg, struct journal *j,
-    struct loop *l, struct err *e)
+    struct holders *h, struct loop *l, struct err *e)
 {
 	struct sync *s;
 	int rc;
@@ -203,7 +206,9 @@ sync_open(struct sync **out, const struct config *cfg, struct journal *j,
 		return err_set(e, -ENOMEM, "out of memory");
 	s->cfg = cfg;
 	s->journal = j;
+	s->holders = h;
 	pthread_mutex_init(&s->cat_lock, NULL);
+	pthread_mutex_init(&s->want_lock, NULL);
 	pthread_mutex_init(&s->view_lock, NULL);
 	/* whole events of any source: the largest limit a node may have */
 	s->evcap = SYNC_EVENT_MAX + 1 > SYNC_BATCH ? SYNC_EVENT_MAX + 1 :
@@ -216,7 +221,8 @@ sync_open(struct sync **out, const struct config *cfg, struct journal *j,
 		sync_close(s);
 		return err_set(e, -ENOMEM, "out of memory");
 	}
-	if ((rc = jobs_open(&s->jobs, l, e)) < 0) {
+	if ((rc = jobs_open(&s->jobs, l, e)) < 0 ||
+	    (rc = sync_acks_open(s, l, e)) < 0) {
 		sync_close(s);
 		return rc;
 	}
@@ -232,6 +238,7 @@ sync_close(struct sync *s)
 	while (s->peers != NULL)
 		sync_peer_del(s, s->peers);
 	jobs_close(s->jobs);	/* the writes received are made; peers freed */
+	sync_acks_close(s);
 	for (size_t i = 0; i < s->nfollow; i++) {
 		if (s->follow[i].rx != NULL) {
 			buf_release(&s->follow[i].rx->data);
@@ -247,6 +254,7 @@ sync_close(struct sync *s)
 	free(s->counters);
 	buf_release(&s->frame);
 	pthread_mutex_destroy(&s->cat_lock);
+	pthread_mutex_destroy(&s->want_lock);
 	pthread_mutex_destroy(&s->view_lock);
 	free(s);
 }
@@ -319,6 +327,13 @@ sync_render_metrics(struct sync *s, struct buf *out)
 {
 	uint32_t n = journal_count(s->journal);
 	int rc = buf_printf(out,
+	    "# HELP odofs_ack_bytes_sent_total Bytes of acknowledgement "
+	    "frames sent upstream (SPEC 8.10).\n"
+	    "# TYPE odofs_ack_bytes_sent_total counter\n"
+	    "odofs_ack_bytes_sent_total %llu\n",
+	    (unsigned long long)atomic_load(&s->ack_bytes));
+
+	rc |= buf_printf(out,
 	    "# HELP odofs_peer_events_in_total Events applied from a peer.\n"
 	    "# TYPE odofs_peer_events_in_total counter\n"
 	    "# HELP odofs_peer_events_out_total Events sent to a peer.\n"

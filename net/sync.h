@@ -36,6 +36,7 @@
 #include "config.h"
 #include "conn.h"
 #include "err.h"
+#include "holders.h"
 #include "journal.h"
 #include "jobs.h"
 #include "loop.h"
@@ -48,7 +49,7 @@ struct sync_peer;
  * the store go to a job thread of its own (jobs.h).
  */
 int sync_open(struct sync **out, const struct config *cfg, struct journal *j,
-    struct loop *l, struct err *e);
+    struct holders *h, struct loop *l, struct err *e);
 void sync_close(struct sync *s);
 
 /*
@@ -77,6 +78,16 @@ void sync_writable(struct sync *s, struct sync_peer *sp);
 void sync_pump(struct sync *s);
 /* Every peering tick: catalogue updates, evaluation, stalls. */
 void sync_tick(struct sync *s);
+
+/*
+ * A source's fsync waits for revision rev of idx to be durable on its
+ * replicas: the peers that follow idx are told (WANT).  Any thread; returns
+ * true when the caller must wake the net thread (the first since the last
+ * sync_wants_drain()), which then calls sync_wants_drain().  Beyond
+ * SYNC_WANTS_MAX waiting, the replicas' own cadence serves.
+ */
+bool sync_want_post(struct sync *s, uint32_t idx, uint64_t rev);
+void sync_wants_drain(struct sync *s);
 
 /* Whether any peer is subscribed here (so commits are worth a wake-up). */
 bool sync_streaming(struct sync *s);

@@ -12,7 +12,10 @@
  *                 replicate, subscribing, stalls, and writing what
  *                 arrives (through the job thread, jobs.h);
  *  - serve.c      serving the peers that follow us: snapshot, catch-up,
- *                 live, one frame at a time sized to the link.
+ *                 live, one frame at a time sized to the link;
+ *  - acks.c       acknowledgements both ways: a replica's grouped syncs
+ *                 and ACKs to its upstream, an upstream's holders table
+ *                 (core's holders.h), WANTs passed downstream.
  *
  * State, all owned by the net thread:
  *  - per active peer (struct sync_peer): its catalogue (a hash from device
@@ -43,6 +46,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "holders.h"
 #include "jobs.h"
 #include "journal.h"
 #include "sync.h"
@@ -63,6 +67,18 @@
 #define SYNC_HOPS_MAX		32		/* a longer chain: no path */
 #define SYNC_APPLY_MAX		(8u << 20)	/* received, not yet written, a peer */
 #define SYNC_APPLY_ALL		(32u << 20)	/* ... all peers, gone ones too */
+#define SYNC_WANTS_MAX		4096		/* fsyncs waiting, not yet sent */
+
+/* Device indexes, each at most once (a flag per device says so). */
+struct idx_list {
+	uint32_t *v;
+	size_t n, cap;
+};
+
+struct want {
+	uint32_t idx;
+	uint64_t rev;
+};
 
 struct cat {
 	struct wire_cat_entry *e;	/* entries, in arrival order */
@@ -134,6 +150,12 @@ struct follow {
 	char avoid[WIRE_ID_MAX + 1];	/* a peer that stalled or refused */
 	uint64_t avoid_until_ms;
 	struct snap_rx *rx;
+	/* acknowledgements (acks.c) */
+	uint64_t durable;		/* our head on stable storage */
+	uint64_t want;			/* wanted durable by a source's fsync */
+	uint64_t ack_since;		/* holders' changes the upstream has */
+	bool unsynced;			/* in sync.unsynced */
+	bool ack_due;			/* in sync.ack_due */
 };
 
 struct conflict {
@@ -176,6 +198,20 @@ struct sync {
 	_Atomic uint64_t cat_in;	/* catalogue entries received */
 	_Atomic uint64_t subscribed;	/* subscriptions started */
 	_Atomic uint64_t evaluations;	/* passes over every device */
+	/* acknowledgements (acks.c) */
+	struct holders *holders;
+	struct loop_timer *ack_timer;
+	bool ack_timer_soon;		/* armed to fire at once */
+	struct idx_list unsynced;	/* applied, not yet synced */
+	struct idx_list ack_due;	/* heads moved: acknowledge upstream */
+	bool syncing;			/* a sync job is posted */
+	bool saving;			/* a holders save job is posted */
+	struct wire_ack *ackbuf;	/* reused, encoding and decoding */
+	struct holder_ack *holdbuf;	/* WIRE_ACK_MAX, reused */
+	_Atomic uint64_t ack_bytes;	/* ACK frames sent, bytes */
+	pthread_mutex_t want_lock;	/* protects wants (any thread posts) */
+	struct want *wants;
+	size_t nwants, capwants;
 	struct cat seen;		/* new ids: created_ns is when first seen */
 	struct cat creating;		/* replicas the job thread is making */
 	unsigned ncreating;
@@ -205,6 +241,7 @@ int sync_on_catalogue(struct sync *s, struct sync_peer *sp, const uint8_t *p,
     size_t n);
 
 /* upstream.c */
+struct follow *sync_follow(struct sync *s, uint32_t idx);
 void sync_unsubscribe(struct sync *s, uint32_t idx, struct follow *f);
 void sync_follow_drop(struct sync *s, uint32_t idx, struct follow *f);
 bool sync_same(struct sync *s, uint32_t idx, const struct wire_cat_entry *e);
@@ -227,5 +264,20 @@ int sync_on_subscribe(struct sync *s, struct sync_peer *sp, const uint8_t *p,
 int sync_on_unsubscribe(struct sync *s, struct sync_peer *sp, const uint8_t *p,
     size_t n);
 void sync_link(struct sync_peer *sp, uint64_t now);
+
+/* acks.c */
+int sync_acks_open(struct sync *s, struct loop *l, struct err *e);
+void sync_acks_close(struct sync *s);
+/* The job thread wrote to idx (events, a snapshot): sync, then ACK. */
+void sync_acks_applied(struct sync *s, uint32_t idx, struct follow *f);
+/* f follows a new upstream: it hears about every holder behind us. */
+void sync_acks_upstream_changed(struct sync *s, uint32_t idx,
+    struct follow *f);
+/* Every tick: save what the holders said. */
+void sync_acks_tick(struct sync *s);
+int sync_on_ack(struct sync *s, struct sync_peer *sp, const uint8_t *p,
+    size_t n);
+int sync_on_want(struct sync *s, struct sync_peer *sp, const uint8_t *p,
+    size_t n);
 
 #endif

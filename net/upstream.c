@@ -24,7 +24,7 @@ struct cand {
 };
 
 /* The follow entry of idx, growing the array to the journal's size. */
-static struct follow *
+struct follow *
 sync_follow(struct sync *s, uint32_t idx)
 {
 	uint32_t n = journal_count(s->journal);
@@ -114,6 +114,7 @@ sync_subscribe(struct sync *s, uint32_t idx, struct follow *f,
 	f->up_head = c->e->head;
 	atomic_fetch_add_explicit(&s->subscribed, 1, memory_order_relaxed);
 	sync_follow_note(s, idx, f, c);
+	sync_acks_upstream_changed(s, idx, f);
 	log_info("device %s: following %s from revision %llu", m.device,
 	    up->id, (unsigned long long)m.from);
 }
@@ -381,6 +382,8 @@ sync_write_done(void *arg)
 	sp->applying -= w->len;
 	s->applying -= w->len;
 	sync_write_resume(s);
+	if (w->rc == 0 && f != NULL)
+		sync_acks_applied(s, w->idx, f);
 	if (w->rc == 0 && w->kind == WRITE_EVENTS) {
 		atomic_fetch_add_explicit(&s->applied, w->count,
 		    memory_order_relaxed);
