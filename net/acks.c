@@ -10,7 +10,10 @@
  *    entries of the holders behind us that changed since the last ACK to
  *    that upstream (all of them to a new upstream).  So a relay passes on
  *    what its followers told it, aggregated: one entry per holder, however
- *    often it acknowledged.
+ *    often it acknowledged.  ACKs go at once for SYNC_WANT_MS after a
+ *    WANT of the device (an fsync waits for them); otherwise at most every
+ *    sync.evaluate_ms, all those due together, so that acknowledging costs
+ *    the wire a small part of the events it covers.
  *  - As an upstream: an ACK's entries go into the holders table (core's
  *    holders.h), which the source's fsync quorum, compaction for
  *    snapshot.retain_for and info read; a relay then owes its own upstream
@@ -222,12 +225,17 @@ acks_send(struct sync *s, uint32_t idx, struct follow *f)
 	} while (n == room);
 }
 
-/* The timer: a sync job for what is unsynced, ACKs for what moved. */
+/*
+ * The timer: a sync job for what is unsynced; ACKs for what moved, those
+ * of wanted devices at once, the others every sync.evaluate_ms.
+ */
 static void
 acks_timer(void *arg)
 {
 	struct sync *s = arg;
 	struct idx_list due = s->ack_due;
+	uint64_t now = loop_now_ms();
+	bool idle = now >= s->ack_idle_ms;
 
 	acks_sync_post(s);
 	memset(&s->ack_due, 0, sizeof(s->ack_due));
@@ -237,11 +245,18 @@ acks_timer(void *arg)
 		if (f == NULL)
 			continue;
 		f->ack_due = false;
-		acks_send(s, due.v[i], f);
+		if (idle || f->want_until_ms > now)
+			acks_send(s, due.v[i], f);
+		else
+			acks_list_add(&s->ack_due, &f->ack_due, due.v[i]);
 	}
 	free(due.v);
-	if (s->unsynced.n > 0 || s->ack_due.n > 0)
+	if (idle)
+		s->ack_idle_ms = now + s->cfg->evaluate_ms;
+	if (s->unsynced.n > 0)
 		acks_arm(s, false);
+	else if (s->ack_due.n > 0 && !loop_timer_armed(s->ack_timer))
+		loop_timer_arm(s->ack_timer, s->ack_idle_ms - now);
 }
 
 int
@@ -304,7 +319,7 @@ sync_on_ack(struct sync *s, struct sync_peer *sp, const uint8_t *p, size_t n)
 	if (changed && !journal_is_local(s->journal, idx) &&
 	    (f = sync_follow(s, idx)) != NULL && f->up != NULL) {
 		acks_list_add(&s->ack_due, &f->ack_due, idx);
-		acks_arm(s, f->want > 0);
+		acks_arm(s, f->want_until_ms > loop_now_ms());
 	}
 	return 0;
 }
@@ -335,7 +350,10 @@ acks_want(struct sync *s, uint32_t idx, uint64_t rev)
 	struct follow *f = sync_follow(s, idx);
 
 	acks_want_send(s, idx, rev);
-	if (f == NULL || journal_is_local(s->journal, idx) || rev <= f->want)
+	if (f == NULL || journal_is_local(s->journal, idx))
+		return;
+	f->want_until_ms = loop_now_ms() + SYNC_WANT_MS;
+	if (rev <= f->want)
 		return;
 	f->want = rev;
 	if (f->durable >= rev) {

@@ -68,6 +68,7 @@
 #define SYNC_APPLY_MAX		(8u << 20)	/* received, not yet written, a peer */
 #define SYNC_APPLY_ALL		(32u << 20)	/* ... all peers, gone ones too */
 #define SYNC_WANTS_MAX		4096		/* fsyncs waiting, not yet sent */
+#define SYNC_WANT_MS		5000		/* ACKs at once after a WANT */
 
 /* Device indexes, each at most once (a flag per device says so). */
 struct idx_list {
@@ -153,6 +154,7 @@ struct follow {
 	/* acknowledgements (acks.c) */
 	uint64_t durable;		/* our head on stable storage */
 	uint64_t want;			/* wanted durable by a source's fsync */
+	uint64_t want_until_ms;		/* ... ACKs go at once till then */
 	uint64_t ack_since;		/* holders' changes the upstream has */
 	bool unsynced;			/* in sync.unsynced */
 	bool ack_due;			/* in sync.ack_due */
@@ -202,6 +204,7 @@ struct sync {
 	struct holders *holders;
 	struct loop_timer *ack_timer;
 	bool ack_timer_soon;		/* armed to fire at once */
+	uint64_t ack_idle_ms;		/* the next flush of every ACK due */
 	struct idx_list unsynced;	/* applied, not yet synced */
 	struct idx_list ack_due;	/* heads moved: acknowledge upstream */
 	bool syncing;			/* a sync job is posted */

@@ -1490,6 +1490,81 @@ def w_mesh(b):
     return [r13, r13p, r13s]
 
 
+def w_quorum(b):
+    """14: fsync() of a source's events with durability.replicas = 0, 1, 2
+    (issue 15): three nodes over loopback, B and C following A; one event
+    and one fsync() at a time.  The floor is the same fsync() with
+    replicas = 0 in the same run; 14w is what the replicas' ACK frames cost
+    the wire, per event."""
+    n = n_(400, 100, b)
+    rows = {}
+    for k in (0, 1, 2):
+        rows[k] = (Row("14%s" % "abc"[k], "fsync() with durability.replicas "
+                       "= %d: median" % k, "us", ref=True,
+                       floor_name="replicas = 0" if k else ""),
+                   Row("14%sp" % "abc"[k], "  same: p99", "us", ref=True,
+                       floor_name="replicas = 0" if k else ""))
+    r14w = Row("14w", "ACK bytes sent per event (B and C, replicas = 2)",
+               "B", ref=True)
+    names = ["quorum-a", "quorum-b", "quorum-c"]
+    b.gen_certs(names)
+    ports = [free_port() for _ in names]
+    nodes = []
+    try:
+        for i, name in enumerate(names):
+            extra = peer_args(b, name, ports[i], seeds=ports[:1] if i else ())
+            nodes.append(odofs(b, name, extra=extra))
+        A, B, C = nodes
+        wait_for(lambda: len(active_peers(A)) == 2, 30, "B and C on A")
+        A.stop()
+        for run in range(b.runs):
+            lat = {}
+            for k in (0, 1, 2):
+                conf = b.path("quorum-%d-%d.conf" % (run, k))
+                with open(conf, "w") as f:
+                    f.write("durability: { replicas = %d; "
+                            "replica_timeout_ms = 10000; };\n" % k)
+                A = odofs(b, names[0], data=b.path("quorum-a-data"),
+                          extra=["-c", conf] + peer_args(b, names[0], ports[0]))
+                nodes[0] = A
+                wait_for(lambda: len(active_peers(A)) == 2, 30, "B and C on A")
+                dev = "q-%d-%d" % (run, k)
+                os.mkdir(A.p(dev))
+                with open(A.p(dev, "events"), "ab", buffering=0) as f:
+                    f.write(b"first\n")
+                for d in (B, C):
+                    wait_replica(d, dev)
+                acks0 = sum(metric(d, "odofs_ack_bytes_sent_total")
+                            for d in (B, C))
+                fd = os.open(A.p(dev, "events"), os.O_WRONLY | os.O_APPEND)
+                try:
+                    t = []
+                    for i in range(n):
+                        os.write(fd, line(i))
+                        t0 = time.perf_counter()
+                        os.fdatasync(fd)
+                        t.append((time.perf_counter() - t0) * 1e6)
+                finally:
+                    os.close(fd)
+                t.sort()
+                lat[k] = (statistics.median(t), t[int(len(t) * 0.99) - 1])
+                if k == 2:
+                    acks = sum(metric(d, "odofs_ack_bytes_sent_total")
+                               for d in (B, C)) - acks0
+                    r14w.add(acks / n)
+                A.check()
+                A.stop()
+            for k in (0, 1, 2):
+                rows[k][0].add(lat[k][0], lat[0][0] if k else None)
+                rows[k][1].add(lat[k][1], lat[0][1] if k else None)
+        for d in (B, C):
+            d.check()
+    finally:
+        for d in nodes:
+            d.stop()
+    return [r for k in (0, 1, 2) for r in rows[k]] + [r14w]
+
+
 WORKLOADS = [
     ({1, 2}, w_writes),
     ({3}, w_bulk),
@@ -1502,11 +1577,12 @@ WORKLOADS = [
     ({11}, w_memory),
     ({12}, w_ls),
     ({13}, w_mesh),
+    ({14}, w_quorum),
 ]
 NAMES = {1: "one writer", 2: "eight writers", 3: "bulk", 4: "cat/tail", 5: "fdatasync",
          6: "live latency", 7: "200 live readers", 8: "replication",
          9: "replicated live latency", 10: "catch-up", 11: "memory", 12: "ls -l",
-         13: "3-node mesh"}
+         13: "3-node mesh", 14: "quorum fsync"}
 
 
 def loadavg():
@@ -1548,7 +1624,7 @@ def main():
         except ValueError:
             ap.error("--only takes workload numbers, e.g. --only 1,6")
         if not only <= set(NAMES):
-            ap.error("workloads are 1 to 12")
+            ap.error("workloads are 1 to %d" % max(NAMES))
     if not check_build():
         return 2
     signal.signal(signal.SIGTERM, _on_term)

@@ -76,3 +76,59 @@ def test_sigkill_20_times(nodes, do_sync):
     assert info["head"] == len(lines) and info["first"] == 1
     print("%d kills, %d events acknowledged, %d present" % (kills, total, len(lines)))
     assert total > 200
+
+
+def test_quorum_fsync_survives_kills(nodes, certs):
+    """Issue 15: writers on A fsync with durability.replicas = 1 while A, B
+    and C are SIGKILLed at random and restarted.  Afterwards, with A gone
+    for good, B's and C's own disks (read by each alone, peering off) hold
+    every event whose fsync returned 0."""
+    from test_replication import conf, start
+    dur = "durability: { replicas = 1; replica_timeout_ms = 2000; };\n"
+    a = start(nodes, certs, "a", config=conf(extra=dur))
+    b = start(nodes, certs, "b", [a.port])
+    c = start(nodes, certs, "c", [a.port])
+    os.mkdir(a.path("dev"))
+    wait_for(lambda: os.path.isdir(b.path("dev")) and
+             os.path.isdir(c.path("dev")), what="the replicas")
+    ev = a.path("dev", "events")
+    writers = [subprocess.Popen(["/usr/bin/python3", "-c", WRITER, ev, str(w),
+                                 "1"], stdout=subprocess.PIPE, text=True)
+               for w in range(3)]
+    rnd = random.Random(15)
+    confs = {"a": conf(extra=dur), "b": conf(), "c": conf()}
+    seeds = {"a": [], "b": [a.port], "c": [a.port]}
+    kills = 0
+    try:
+        for _ in range(12):
+            time.sleep(rnd.uniform(0.3, 0.8))
+            victim = rnd.choice([a, b, c])
+            victim.kill()
+            kills += 1
+            time.sleep(rnd.uniform(0.0, 0.3))
+            victim.start_peer(certs, victim.port, seeds[victim.name],
+                              config=confs[victim.name])
+        time.sleep(1.0)
+    finally:
+        for w in writers:
+            w.send_signal(signal.SIGTERM)
+    acked = {}
+    for i, w in enumerate(writers):
+        out, _ = w.communicate(timeout=30)
+        acked[i] = {int(x) for x in out.split()}
+    # the source goes for good; each replica is read alone
+    a.kill()
+    held = set()
+    for r in (b, c):
+        r.kill()
+        r.start()
+        with open(r.path("dev", "events")) as f:
+            held |= set(f.read().splitlines())
+    total = 0
+    for i in range(3):
+        missing = {s for s in acked[i] if "w%d-%07d" % (i, s) not in held}
+        assert not missing, "writer %d: %d fsynced events on no replica: %s" % (
+            i, len(missing), sorted(missing)[:5])
+        total += len(acked[i])
+    print("%d kills, %d events fsynced, all on a replica's disk" % (kills, total))
+    assert total > 50
