@@ -28,17 +28,16 @@ meson test -C build --suite unit --print-errorlogs --timeout-multiplier 4 \
 	--show-leak-kinds=definite --errors-for-leak-kinds=definite \
 	--suppressions=$PWD/tests/valgrind.supp"
 
-# the chaos soak: 2 minutes in CI, 30 s by hand, 20 s under the sanitizers
-SOAK=${ODOFS_SOAK_SECONDS:-$([ "${CI:-}" = true ] && echo 120 || echo 30)}
+# the chaos soak: 60 s in CI (the whole run must stay under 20 minutes),
+# 30 s by hand, 20 s under the sanitizers; longer: bash tests/soak/run.sh
+SOAK=${ODOFS_SOAK_SECONDS:-$([ "${CI:-}" = true ] && echo 60 || echo 30)}
 
 echo "== integration tests"
 ODOFS_SOAK_SECONDS=$SOAK $PY -m pytest -q tests/integration "$@"
 
 # the fleet (issue 12): 12 nodes in namespaces, ~2 min; 200 s limit inside.
-# Convergence after a partition heals is printed against its 5 s target
-# but does not fail the run: with path probes it took 0.4-5.7 s after a
-# 15 s cut (12-16 s before them), not reliably under 5 s yet; every other
-# check does.
+# It fails on any of its checks, convergence after a partition heals
+# within 5 s included.
 echo "== fleet"
 timeout -k 20 300 $PY tests/fleet/fleet.py --ci
 
