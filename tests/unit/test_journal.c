@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "holders.h"
 #include "journal.h"
 #include "keys.h"
 #include "store.h"
@@ -412,6 +413,99 @@ test_snapshots(const char *dir)
 	journal_close(j);
 }
 
+static int holders_notified;
+
+static void
+on_durable(void *arg, uint32_t idx)
+{
+	(void)arg;
+	(void)idx;
+	holders_notified++;
+}
+
+static struct holder_ack
+ack(const char *peer, uint64_t epoch, uint64_t head, uint64_t durable,
+    uint64_t at)
+{
+	struct holder_ack a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.peer, sizeof(a.peer), "%s", peer);
+	a.epoch = epoch;
+	a.head = head;
+	a.durable = durable;
+	a.at_ms = at;
+	return a;
+}
+
+/* core/holders: merging, counting, retention, paging, persistence. */
+static void
+test_holders(const char *dir)
+{
+	static const char globs[2][CONFIG_GLOB_MAX] = { "arch*", "z" };
+	struct journal *j = open_journal(dir, "node-a");
+	struct holder_ack a, got[8];
+	struct holders *h;
+	uint64_t ep, since = 0;
+	uint32_t idx;
+	struct err e;
+
+	CHECK_EQ_INT(journal_create(j, "dev", 3, &idx, &e), 0);
+	ep = journal_epoch(j, idx);
+	CHECK_EQ_INT(holders_open(&h, j, &e), 0);
+	holders_set_notify(h, on_durable, NULL);
+	CHECK_EQ_INT(holders_get(h, idx, got, 8, NULL), 0);
+	a = ack("b", ep, 10, 8, 1000);
+	CHECK(holders_ack(h, idx, &a));
+	CHECK_EQ_INT(holders_notified, 1);
+	/* heads never go back; the same again changes nothing */
+	a = ack("b", ep, 9, 7, 900);
+	CHECK(!holders_ack(h, idx, &a));
+	a = ack("b", ep, 10, 8, 1000);
+	CHECK(!holders_ack(h, idx, &a));
+	/* another epoch is another journal: ignored */
+	a = ack("c", ep + 1, 50, 50, 2000);
+	CHECK(!holders_ack(h, idx, &a));
+	a = ack("archive-1", ep, 20, 5, 3000);
+	CHECK(holders_ack(h, idx, &a));
+	a = ack("node-a", ep, 30, 30, 3000);	/* ourselves: never counted */
+	CHECK(holders_ack(h, idx, &a));
+	CHECK_EQ_INT(holders_get(h, idx, got, 8, NULL), 3);
+	CHECK_EQ_INT(holders_durable_count(h, idx, 8, "node-a"), 1);
+	CHECK_EQ_INT(holders_durable_count(h, idx, 5, "node-a"), 2);
+	CHECK_EQ_INT(holders_durable_count(h, idx, 9, "node-a"), 0);
+	CHECK_EQ_INT(holders_retain(h, idx, globs, 2, &a), 5);
+	CHECK(strcmp(a.peer, "archive-1") == 0 && a.at_ms == 3000);
+	CHECK(holders_retain(h, idx, globs, 1, NULL) == 5);
+	CHECK(holders_retain(h, idx, globs + 1, 1, NULL) == UINT64_MAX);
+	/* pages, oldest change first, then only what changed since */
+	CHECK_EQ_INT(holders_get(h, idx, got, 2, &since), 2);
+	CHECK(strcmp(got[0].peer, "b") == 0 &&
+	    strcmp(got[1].peer, "archive-1") == 0);
+	CHECK_EQ_INT(holders_get(h, idx, got, 2, &since), 1);
+	CHECK(strcmp(got[0].peer, "node-a") == 0);
+	CHECK_EQ_INT(holders_get(h, idx, got, 2, &since), 0);
+	a = ack("b", ep, 12, 12, 4000);
+	CHECK(holders_ack(h, idx, &a));
+	CHECK_EQ_INT(holders_get(h, idx, got, 8, &since), 1);
+	CHECK(got[0].head == 12 && got[0].durable == 12);
+	/* saved, and back after a restart */
+	CHECK(holders_dirty(h));
+	CHECK_EQ_INT(holders_save(h, &e), 0);
+	CHECK(!holders_dirty(h));
+	holders_close(h);
+	journal_close(j);
+	j = open_journal(dir, "node-a");
+	CHECK_EQ_INT(journal_lookup(j, "dev", 3, &idx), 0);
+	CHECK_EQ_INT(holders_open(&h, j, &e), 0);
+	CHECK_EQ_INT(holders_get(h, idx, got, 8, NULL), 3);
+	CHECK_EQ_INT(holders_retain(h, idx, globs, 2, NULL), 5);
+	CHECK_EQ_INT(holders_durable_count(h, idx, 12, "node-a"), 1);
+	CHECK(!holders_dirty(h));
+	holders_close(h);
+	journal_close(j);
+}
+
 void
 unit_main(void)
 {
@@ -498,5 +592,9 @@ unit_main(void)
 
 	snprintf(dir, sizeof(dir), "%s", unit_tmpdir());
 	test_reads_check(dir);
+	unit_rmtree(dir);
+
+	snprintf(dir, sizeof(dir), "%s", unit_tmpdir());
+	test_holders(dir);
 	unit_rmtree(dir);
 }
