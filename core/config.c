@@ -1122,8 +1122,14 @@ config_check(struct config *cfg, struct err *e)
 		if ((rc = config_path_resolve(tls[i].path, tls[i].size,
 		    tls[i].key, e)) != 0)
 			return rc;
-	if (!config_peering_enabled(cfg))
+	if (!config_peering_enabled(cfg)) {
+		/* every fsync would wait for nobody, then fail */
+		if (cfg->replicas > 0)
+			return err_set(e, -EINVAL, "durability.replicas: %u "
+			    "peers wanted, but listen and peers are empty",
+			    (unsigned)cfg->replicas);
 		return 0;
+	}
 	for (size_t i = 0; i < NELEM(tls); i++)
 		if (tls[i].path[0] == '\0')
 			return err_set(e, -EINVAL, "%s: required when listen "

@@ -156,3 +156,33 @@ def test_compaction_waits_for_the_archive(nodes, certs):
     # and once it acknowledged them, a compacts
     wait_for(lambda: a.info("dev")["first"] > d_durable + 1, timeout=30,
              what="a's compaction after the archive caught up")
+
+
+def test_retain_max_bytes_lets_compaction_go_on(nodes, certs):
+    """An archive away for longer than snapshot.retain_max_bytes allows:
+    compaction goes on without it, logged once and shown as dropped."""
+    a = start(nodes, certs, "a", config=conf(exchange=False, extra=(
+        'snapshot: { every_events = 100; command = "tail -n 1"; '
+        'compact = true; retain_for = [ "d" ]; retain_max_bytes = 4000; };\n')))
+    d = start(nodes, certs, "d", [a.port], config=conf(exchange=False))
+    os.mkdir(a.path("dev"))
+    append(a, "dev", ["ev-1"])
+    wait_converged(a, "dev", d)
+    wait_for(lambda: replicas(a, "dev").get("d", {}).get("durable") == 1,
+             what="d's acknowledgement")
+    d.kill()
+    # 100 events of 10 bytes: under the limit, kept for d
+    append(a, "dev", ["ev-%06d" % i for i in range(2, 101)])
+    wait_for(lambda: a.info("dev")["snapshot"] == 100, what="a's snapshot")
+    wait_for(lambda: (a.info("dev")["retained"] or {}).get("events") == 99,
+             what="events kept for d")
+    assert a.info("dev")["first"] == 2
+    # 500 more: past 4,000 bytes, compaction goes on without d
+    append(a, "dev", ["ev-%06d" % i for i in range(101, 601)])
+    wait_for(lambda: a.info("dev")["first"] == 601, what="a compaction")
+    kept = a.info("dev")["retained"]
+    assert kept["peer"] == "d" and kept["dropped"] is True, kept
+    assert kept["bytes"] > 4000
+    assert a.log().count("reached snapshot.retain_max_bytes") == 1
+    assert a.metric('odofs_replica_lag_events{device="dev",peer="d",'
+                    'of="durable"}') == 599

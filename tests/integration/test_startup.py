@@ -174,6 +174,11 @@ def test_check_config_and_version(env):
     assert r.returncode == 0 and r.stdout == "configuration OK\n", r.stderr
     r = run(["--check-config", "-c", write_conf(env, "peering: { tick_ms = -1; };\n")])
     assert r.returncode != 0 and "peering.tick_ms" in r.stderr
+    # a quorum of peers on a node that has none: one line, before mounting
+    r = run(["--check-config", "-c", write_conf(
+        env, "durability: { replicas = 1; };\n")])
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert "durability.replicas" in r.stderr
     r = run(["--version"])
     assert r.returncode == 0 and r.stdout.startswith("odofs ")
     r = run(["--help"])
