@@ -74,17 +74,23 @@ acks_list_add(struct idx_list *l, bool *flag, uint32_t idx)
 	*flag = true;
 }
 
-/* Runs the timer now, or after the pause, unless it is due sooner. */
+/* Runs the timer in delay ms, unless it is due sooner already. */
+static void
+acks_arm_in(struct sync *s, uint64_t delay)
+{
+	uint64_t now = loop_now_ms();
+
+	if (loop_timer_armed(s->ack_timer) && s->ack_timer_at <= now + delay)
+		return;
+	loop_timer_arm(s->ack_timer, delay);
+	s->ack_timer_at = now + delay;
+}
+
+/* Runs the timer now, or within durability.ack_sync_ms. */
 static void
 acks_arm(struct sync *s, bool now)
 {
-	if (now) {
-		loop_timer_arm(s->ack_timer, 0);
-		s->ack_timer_soon = true;
-	} else if (!loop_timer_armed(s->ack_timer)) {
-		loop_timer_arm(s->ack_timer, s->cfg->ack_sync_ms);
-		s->ack_timer_soon = false;
-	}
+	acks_arm_in(s, now ? 0 : s->cfg->ack_sync_ms);
 }
 
 void
@@ -255,8 +261,8 @@ acks_timer(void *arg)
 		s->ack_idle_ms = now + s->cfg->evaluate_ms;
 	if (s->unsynced.n > 0)
 		acks_arm(s, false);
-	else if (s->ack_due.n > 0 && !loop_timer_armed(s->ack_timer))
-		loop_timer_arm(s->ack_timer, s->ack_idle_ms - now);
+	else if (s->ack_due.n > 0)
+		acks_arm_in(s, s->ack_idle_ms - now);
 }
 
 int

@@ -203,7 +203,7 @@ struct sync {
 	/* acknowledgements (acks.c) */
 	struct holders *holders;
 	struct loop_timer *ack_timer;
-	bool ack_timer_soon;		/* armed to fire at once */
+	uint64_t ack_timer_at;		/* when it fires, while armed */
 	uint64_t ack_idle_ms;		/* the next flush of every ACK due */
 	struct idx_list unsynced;	/* applied, not yet synced */
 	struct idx_list ack_due;	/* heads moved: acknowledge upstream */
