@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "holders.h"
 #include "keys.h"
@@ -39,6 +40,15 @@ struct holders {
 	holders_notify_fn notify;	/* set before threads */
 	void *notify_arg;
 };
+
+uint64_t
+holders_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* idx's set, made on demand (NULL: no memory).  Under lock. */
 static struct holdset *

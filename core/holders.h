@@ -42,6 +42,9 @@ struct holder_ack {
 	uint64_t at_ms;			/* the holder's clock (CLOCK_REALTIME) */
 };
 
+/* The clock of acknowledgements: CLOCK_REALTIME, ms since 1970. */
+uint64_t holders_now_ms(void);
+
 /* Called (no lock held) when an acknowledgement raised a durable head. */
 typedef void (*holders_notify_fn)(void *arg, uint32_t idx);
 

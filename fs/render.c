@@ -64,15 +64,6 @@ render_time_ms(struct buf *out, uint64_t ms)
 	return buf_printf(out, "\"%s.%03uZ\"", s, (unsigned)(ms % 1000));
 }
 
-static uint64_t
-render_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * One holder of a device (SPEC §8.10): its heads, the events it lacks
  * (lag: applied, durable_lag: on disk) and, while it lacks any, the
@@ -107,7 +98,7 @@ render_replicas(struct odofs *o, uint32_t dev, uint64_t head,
     struct holder_ack *a, struct buf *out)
 {
 	size_t n = holders_get(o->holders, dev, a, HOLDERS_MAX, NULL);
-	uint64_t now = render_now_ms();
+	uint64_t now = holders_now_ms();
 	int rc = buf_printf(out, "[");
 
 	for (size_t i = 0; i < n && i < HOLDERS_MAX; i++) {
@@ -201,13 +192,47 @@ render_status_acks(struct odofs *o, struct buf *out)
 	return rc;
 }
 
+enum render_lag { LAG_APPLIED, LAG_DURABLE, LAG_SECONDS };
+
+/* One sample a holder of every device: lag in events, or in seconds. */
+static int
+render_lag_family(struct odofs *o, struct holder_ack *a, enum render_lag what,
+    struct buf *out)
+{
+	uint32_t n = journal_count(o->journal);
+	uint64_t now = holders_now_ms();
+	int rc = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const char *id = journal_id(o->journal, i, &(size_t){0});
+		uint64_t head = journal_head(o->journal, i);
+		size_t k = holders_get(o->holders, i, a, HOLDERS_MAX, NULL);
+
+		for (size_t j = 0; j < k && j < HOLDERS_MAX; j++) {
+			uint64_t have = what == LAG_DURABLE ? a[j].durable :
+			    a[j].head;
+
+			if (what == LAG_SECONDS)
+				rc |= buf_printf(out, "odofs_replica_lag_seconds"
+				    "{device=\"%s\",peer=\"%s\"} %.3f\n", id,
+				    a[j].peer, head > have && now > a[j].at_ms ?
+				    (now - a[j].at_ms) / 1e3 : 0.0);
+			else
+				rc |= buf_printf(out, "odofs_replica_lag_events"
+				    "{device=\"%s\",peer=\"%s\",of=\"%s\"} %llu\n",
+				    id, a[j].peer, what == LAG_DURABLE ?
+				    "durable" : "applied", (unsigned long long)
+				    (head > have ? head - have : 0));
+		}
+	}
+	return rc;
+}
+
 /* The same in Prometheus lines. */
 static int
 render_metrics_acks(struct odofs *o, struct buf *out)
 {
-	uint32_t n = journal_count(o->journal);
 	struct holder_ack *a = calloc(HOLDERS_MAX, sizeof(*a));
-	uint64_t now = render_now_ms();
 	struct quorum_stats qs;
 	int rc = 0;
 
@@ -218,37 +243,14 @@ render_metrics_acks(struct odofs *o, struct buf *out)
 	    "not applied (applied) or not on stable storage (durable), as its "
 	    "acknowledgements tell.\n"
 	    "# TYPE odofs_replica_lag_events gauge\n");
-	for (uint32_t i = 0; i < n; i++) {
-		const char *id = journal_id(o->journal, i, &(size_t){0});
-		uint64_t head = journal_head(o->journal, i);
-		size_t k = holders_get(o->holders, i, a, HOLDERS_MAX, NULL);
-
-		for (size_t j = 0; j < k && j < HOLDERS_MAX; j++)
-			rc |= buf_printf(out, "odofs_replica_lag_events{device="
-			    "\"%s\",peer=\"%s\",of=\"applied\"} %llu\n"
-			    "odofs_replica_lag_events{device=\"%s\",peer=\"%s\","
-			    "of=\"durable\"} %llu\n", id, a[j].peer,
-			    (unsigned long long)(head > a[j].head ?
-			    head - a[j].head : 0), id, a[j].peer,
-			    (unsigned long long)(head > a[j].durable ?
-			    head - a[j].durable : 0));
-	}
+	rc |= render_lag_family(o, a, LAG_APPLIED, out);
+	rc |= render_lag_family(o, a, LAG_DURABLE, out);
 	rc |= buf_printf(out,
 	    "# HELP odofs_replica_lag_seconds Seconds since the last "
 	    "acknowledgement of a holder that lacks events (0 when it has "
 	    "them all).\n"
 	    "# TYPE odofs_replica_lag_seconds gauge\n");
-	for (uint32_t i = 0; i < n; i++) {
-		const char *id = journal_id(o->journal, i, &(size_t){0});
-		uint64_t head = journal_head(o->journal, i);
-		size_t k = holders_get(o->holders, i, a, HOLDERS_MAX, NULL);
-
-		for (size_t j = 0; j < k && j < HOLDERS_MAX; j++)
-			rc |= buf_printf(out, "odofs_replica_lag_seconds{device="
-			    "\"%s\",peer=\"%s\"} %.3f\n", id, a[j].peer,
-			    head > a[j].head && now > a[j].at_ms ?
-			    (now - a[j].at_ms) / 1e3 : 0.0);
-	}
+	rc |= render_lag_family(o, a, LAG_SECONDS, out);
 	memset(&qs, 0, sizeof(qs));
 	if (o->quorum != NULL)
 		quorum_stats(o->quorum, &qs);

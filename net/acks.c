@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "loop.h"
@@ -45,15 +44,6 @@ struct ack_sync {
 	int rc;
 	struct err e;
 };
-
-static uint64_t
-acks_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Adds idx to a list of devices (each at most once: *flag). */
 static void
@@ -207,7 +197,7 @@ acks_send(struct sync *s, uint32_t idx, struct follow *f)
 	snprintf(m->e[0].node, sizeof(m->e[0].node), "%s", s->cfg->node_id);
 	m->e[0].head = head;
 	m->e[0].durable = f->durable < head ? f->durable : head;
-	m->e[0].at_ms = acks_now_ms();
+	m->e[0].at_ms = holders_now_ms();
 	m->count = 1;
 	do {
 		room = WIRE_ACK_MAX - m->count;

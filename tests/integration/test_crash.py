@@ -38,14 +38,30 @@ while not stop[0]:
 """
 
 
+def start_writers(ev, count, do_sync):
+    return [subprocess.Popen(["/usr/bin/python3", "-c", WRITER, ev, str(w),
+                              "1" if do_sync else "0"],
+                             stdout=subprocess.PIPE, text=True)
+            for w in range(count)]
+
+
+def stop_writers(writers):
+    """Stops them; what each was told was acknowledged: {writer: [seq]}."""
+    for w in writers:
+        w.send_signal(signal.SIGTERM)
+    acked = {}
+    for i, w in enumerate(writers):
+        out, _ = w.communicate(timeout=30)
+        acked[i] = [int(x) for x in out.split()]
+    return acked
+
+
 @pytest.mark.parametrize("do_sync", [False, True], ids=["write", "fsync"])
 def test_sigkill_20_times(nodes, do_sync):
     n = nodes("a").start()
     os.mkdir(n.path("dev"))
     ev = n.path("dev", "events")
-    writers = [subprocess.Popen(["/usr/bin/python3", "-c", WRITER, ev, str(w),
-                                 "1" if do_sync else "0"],
-                                stdout=subprocess.PIPE, text=True) for w in range(4)]
+    writers = start_writers(ev, 4, do_sync)
     rnd = random.Random(20)
     kills = 0
     try:
@@ -57,12 +73,7 @@ def test_sigkill_20_times(nodes, do_sync):
             n.start()
         time.sleep(0.5)
     finally:
-        for w in writers:
-            w.send_signal(signal.SIGTERM)
-    acked = {}
-    for i, w in enumerate(writers):
-        out, _ = w.communicate(timeout=30)
-        acked[i] = [int(x) for x in out.split()]
+        acked = stop_writers(writers)
     wait_for(lambda: is_live_mount(n.mnt), what="mount")
     lines = open(ev).read().splitlines()
     total = 0
@@ -92,9 +103,7 @@ def test_quorum_fsync_survives_kills(nodes, certs):
     wait_for(lambda: os.path.isdir(b.path("dev")) and
              os.path.isdir(c.path("dev")), what="the replicas")
     ev = a.path("dev", "events")
-    writers = [subprocess.Popen(["/usr/bin/python3", "-c", WRITER, ev, str(w),
-                                 "1"], stdout=subprocess.PIPE, text=True)
-               for w in range(3)]
+    writers = start_writers(ev, 3, True)
     rnd = random.Random(15)
     confs = {"a": conf(extra=dur), "b": conf(), "c": conf()}
     seeds = {"a": [], "b": [a.port], "c": [a.port]}
@@ -110,12 +119,7 @@ def test_quorum_fsync_survives_kills(nodes, certs):
                               config=confs[victim.name])
         time.sleep(1.0)
     finally:
-        for w in writers:
-            w.send_signal(signal.SIGTERM)
-    acked = {}
-    for i, w in enumerate(writers):
-        out, _ = w.communicate(timeout=30)
-        acked[i] = {int(x) for x in out.split()}
+        acked = stop_writers(writers)
     # the source goes for good; each replica is read alone
     a.kill()
     held = set()
