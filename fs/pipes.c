@@ -18,14 +18,25 @@
  * meanwhile.  A pipe closed during a delivery is freed by whoever drops
  * the last reference.
  *
- * Under load, deliveries coalesce: after a round that answered many reads
- * the next starts later (PIPES_COALESCE_PER_US an answer after the start
- * of the last, at most PIPES_COALESCE_MAX_US), so that commits pile up and
- * each reader gets all of them with one reply instead of one reply an
- * event; meanwhile a read near the end waits for the round rather than
- * take what little is there.  Readers then cost one FUSE round trip per
- * round, not per event, and the writer's requests wait behind fewer of
- * theirs.
+ * Under load, deliveries are paced per pipe.  When many pipes wait with
+ * data, each is answered at most once an interval, counted from its last
+ * answer, so that commits pile up and each reader gets all of them with
+ * one reply instead of one reply an event; meanwhile a read near the end
+ * waits for its turn rather than take what little is there.  The interval
+ * keeps the delivery thread busy at most 1 / PIPES_SHARE of the time,
+ * given what an answer costs (measured), and is at most PIPES_BUDGET_US,
+ * which bounds how long an event waits for a reader that keeps up.  The
+ * pipes answered in one round all count from the round's start: they
+ * keep the same turn, stay in step and share one store read a round.
+ *
+ * A round keeps at most PIPES_WINDOW readers answered and not back (their
+ * next read not yet seen).  Every answer wakes a reader, whose next read
+ * goes into /dev/fuse's one queue, ahead of the writers' requests, and a
+ * worker takes it.  Answering hundreds at once made hundreds of processes
+ * runnable and queued hundreds of reads ahead of an append: the writer
+ * stalled for the whole burst, and the readers at its end were late.  A
+ * reader that does not come back within PIPES_WINDOW_WAIT_US loses its
+ * place, so a stalled one costs a round no more than that.
  *
  * Exactly one reply per parked request (FUSE-NOTES §3).  A request becomes
  * deliverable (s->req) only after its interrupt callback is registered; the
@@ -36,8 +47,9 @@
  * never freed under a running callback: a release can only follow the
  * reply.
  *
- * Lock order: p->lock, then s->lock.  No fuse_req_interrupt_func() call is
- * made holding either (it may run the callback, which takes s->lock).
+ * Lock order: p->lock, then s->lock, then p->out_lock.  No
+ * fuse_req_interrupt_func() call is made holding any (it may run the
+ * callback, which takes s->lock).
  */
 #include <errno.h>
 #include <poll.h>
@@ -56,10 +68,18 @@
 #define PIPES_TICK_MS		1000	/* housekeeping: firehose pruning */
 #define PIPES_MAX_READ		(1u << 20)
 #define PIPES_INLINE_MAX	4	/* parked reads answered by the committer */
-#define PIPES_BATCH_MIN		8	/* answers in a round that mean load */
-#define PIPES_COALESCE_PER_US	200	/* round + pause, per answer */
-#define PIPES_COALESCE_MAX_US	36000
-/* while coalescing, a read this close to the end waits for the round */
+#define PIPES_BATCH_MIN		8	/* pipes with data that mean load */
+/* under load, the longest a pipe waits between answers */
+#define PIPES_BUDGET_US		25000
+/* under load, rounds take at most 1 / PIPES_SHARE of the time */
+#define PIPES_SHARE		4
+/* rounds an interval at most; a pipe's turn comes this early or late */
+#define PIPES_SLOTS		16
+/* readers answered and whose next read has not come, at most */
+#define PIPES_WINDOW		8
+/* how long a round waits for an answered reader to come back */
+#define PIPES_WINDOW_WAIT_US	2000
+/* under load, a read this close to the end waits for its turn */
 #define PIPES_NEAR_EVENTS	4096
 
 enum pipe_kind {
@@ -87,6 +107,8 @@ struct pipe {
 	size_t want;			/* its size */
 	struct fuse_pollhandle *ph;	/* newest poll handle */
 	bool full;			/* the last read filled its buffer */
+	bool out;			/* answered in a round, not back yet */
+	uint64_t last;			/* when it was last given data, us */
 	atomic_bool waiting;		/* req or ph set (written under lock) */
 	/* under p->lock */
 	unsigned refs;			/* the open file's, one per delivery */
@@ -112,8 +134,16 @@ struct pipes {
 	struct pipe_list pipes;
 	struct pipe_batch batch;	/* the delivery thread's */
 	_Atomic uint64_t open, parked, delivered, rounds;
-	atomic_bool coalescing;		/* the last round answered many */
+	atomic_bool coalescing;		/* under load: pipes take turns */
 	atomic_bool kicked;		/* a round is due: efd was written */
+	/* the delivery thread's pacing (PIPES_BUDGET_US) */
+	_Atomic uint64_t interval;	/* between a pipe's answers; 0: none */
+	uint64_t cost;			/* round time per answer, us, average */
+	/* the window of the round in progress */
+	_Atomic unsigned out;		/* pipes with out set */
+	atomic_bool out_wait;		/* the delivery thread waits on out_cond */
+	pthread_mutex_t out_lock;
+	pthread_cond_t out_cond;	/* CLOCK_MONOTONIC */
 };
 
 static uint64_t
@@ -147,10 +177,11 @@ pipes_kick(struct pipes *p)
 
 struct pipe_share;
 static bool pipe_deliver(struct pipes *p, struct pipe *s, bool eof,
-    bool notify, struct pipe_share *sh);
+    bool notify, struct pipe_share *sh, bool window);
 static bool pipe_ready(struct pipes *p, const struct pipe *s);
+struct pipe_pace;
 static size_t pipes_collect(struct pipes *p, struct pipe_batch *b,
-    size_t max, bool eof);
+    size_t max, bool eof, struct pipe_pace *pc);
 static void pipes_release(struct pipes *p, struct pipe_batch *b);
 
 void
@@ -179,14 +210,32 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 		pipes_kick(p);
 		return;
 	}
-	more = pipes_collect(p, &b, PIPES_INLINE_MAX, false);
+	more = pipes_collect(p, &b, PIPES_INLINE_MAX, false, NULL);
 	pthread_mutex_unlock(&p->lock);
 	/* no poll notification from inside a request (FUSE-NOTES §2) */
 	for (size_t i = 0; i < b.n; i++)
-		polled |= pipe_deliver(p, b.v[i], false, false, NULL);
+		polled |= pipe_deliver(p, b.v[i], false, false, NULL, false);
 	pipes_release(p, &b);
 	if (polled || more > 0)
 		pipes_kick(p);
+}
+
+/*
+ * s is back (a read, a poll or its close after an answer of a round): its
+ * place in the round's window is free.  Caller holds s->lock.
+ */
+static void
+pipe_back(struct pipes *p, struct pipe *s)
+{
+	if (!s->out)
+		return;
+	s->out = false;
+	if (atomic_fetch_sub(&p->out, 1) - 1 <= PIPES_WINDOW / 2 &&
+	    atomic_load(&p->out_wait)) {
+		pthread_mutex_lock(&p->out_lock);
+		pthread_cond_signal(&p->out_cond);
+		pthread_mutex_unlock(&p->out_lock);
+	}
 }
 
 /* Whether s's cursor has something to read.  Caller holds s->lock. */
@@ -199,7 +248,7 @@ pipe_ready(struct pipes *p, const struct pipe *s)
 	    s->cur.rev < journal_first(p->journal, s->cur.idx);
 }
 
-/* Whether a read of s should wait for the next coalesced round. */
+/* Whether a read of s should wait for its turn (under load). */
 static bool
 pipe_should_wait(struct pipes *p, const struct pipe *s)
 {
@@ -264,6 +313,7 @@ pipe_take(struct pipes *p, struct pipe *s, size_t size, char **out)
 	}
 	if (s->pin != NULL)
 		journal_pin_rev(s->pin, s->cur.rev);
+	s->last = pipes_now_us();
 	*out = buf;
 	return n;
 }
@@ -315,6 +365,7 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 	ssize_t n;
 
 	pthread_mutex_lock(&s->lock);
+	pipe_back(p, s);
 	if (atomic_load(&p->stopping)) {
 		pthread_mutex_unlock(&s->lock);
 		fuse_reply_buf(req, NULL, 0);
@@ -327,10 +378,10 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 		return;
 	}
 	/*
-	 * A cheap look first: most reads of a busy pipe find nothing.  While
-	 * deliveries coalesce, a reader near the end waits for the next round
-	 * too, instead of taking the few events since its last read at once:
-	 * else readers that keep up would poll one round trip per event.
+	 * A cheap look first: most reads of a busy pipe find nothing.  Under
+	 * load, a reader near the end waits for its turn too, instead of
+	 * taking the few events since its last read at once: else readers
+	 * that keep up would poll one round trip per event.
 	 */
 	n = pipe_ready(p, s) && (nonblock || !pipe_should_wait(p, s)) ?
 	    pipe_take(p, s, size, &buf) : 0;
@@ -380,6 +431,7 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
 	bool ready;
 
 	pthread_mutex_lock(&s->lock);
+	pipe_back(p, s);
 	revents = pipe_ready(p, s) || atomic_load(&p->stopping) ?
 	    POLLIN | POLLRDNORM : 0;
 	if (ph != NULL) {
@@ -414,6 +466,7 @@ struct pipe_share {
 	bool full;			/* it filled the buffer */
 	char *buf;
 	ssize_t n;
+	uint64_t when;			/* the round's start: its pipes' last */
 };
 
 static bool
@@ -447,6 +500,7 @@ pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
 	    pipe_cursor_same(&sh->at, &s->cur)) {
 		s->cur = sh->after;
 		s->full = sh->full;
+		s->last = sh->when;
 		if (s->pin != NULL)
 			journal_pin_rev(s->pin, s->cur.rev);
 		*out = sh->buf;
@@ -457,6 +511,7 @@ pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
 	n = pipe_take(p, s, s->want, out);
 	if (n <= 0)
 		return n;
+	s->last = sh->when;
 	free(sh->buf);
 	sh->valid = true;
 	sh->at = before;
@@ -473,12 +528,13 @@ pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
  * Delivers what s can take.  Caller holds a reference on s (so it cannot
  * be freed under us) and no lock; takes s->lock for the cursor, and
  * replies with no lock held and no callback still running on the request.
- * sh (or NULL) is the round's shared read.  Returns whether a poll
- * notification was left to the delivery thread.
+ * sh (or NULL) is the round's shared read.  With window, an answer with
+ * data takes a place in the round's window until s is back.  Returns
+ * whether a poll notification was left to the delivery thread.
  */
 static bool
 pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify,
-    struct pipe_share *sh)
+    struct pipe_share *sh, bool window)
 {
 	bool skipped = false, owned = true;
 	struct fuse_pollhandle *ph = NULL;
@@ -493,6 +549,11 @@ pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify,
 			req = s->req;
 			s->req = NULL;
 			atomic_fetch_sub(&p->parked, 1);
+		}
+		/* before the reply: the next read may come at once */
+		if (n > 0 && window && !s->out) {
+			s->out = true;
+			atomic_fetch_add(&p->out, 1);
 		}
 		/* ready but empty (a failed commit): stays parked */
 	}
@@ -523,26 +584,47 @@ pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify,
 }
 
 /*
+ * When pipes that wait and have data are due: with pacing (interval), a
+ * pipe given data at `last` is due at last + interval, and a round takes
+ * those due by `by`.
+ */
+struct pipe_pace {
+	uint64_t by;			/* take those due by then */
+	uint64_t interval;		/* 0: every pipe is due */
+	size_t later;			/* out: pipes with data, not due yet */
+	uint64_t next;			/* out: the first of them is due then */
+};
+
+/*
  * Collects into b, with a reference each, up to max pipes that wait for
- * data and have it (all that wait, with eof).  Caller holds p->lock.
- * Returns how many more there were.
+ * data and have it and are due (pc NULL: all due; all that wait, with
+ * eof).  Caller holds p->lock.  Returns how many more there were.
  */
 static size_t
-pipes_collect(struct pipes *p, struct pipe_batch *b, size_t max, bool eof)
+pipes_collect(struct pipes *p, struct pipe_batch *b, size_t max, bool eof,
+    struct pipe_pace *pc)
 {
 	struct pipe *s;
 	size_t more = 0;
 
 	TAILQ_FOREACH(s, &p->pipes, link) {
-		bool due;
+		uint64_t due = 0;
+		bool ready;
 
 		if (!atomic_load(&s->waiting))
 			continue;
 		pthread_mutex_lock(&s->lock);
-		due = eof || pipe_ready(p, s);
+		ready = eof || pipe_ready(p, s);
+		if (ready && !eof && pc != NULL && pc->interval > 0)
+			due = s->last + pc->interval;
 		pthread_mutex_unlock(&s->lock);
-		if (!due)
+		if (!ready)
 			continue;
+		if (pc != NULL && due > pc->by) {
+			if (pc->later++ == 0 || due < pc->next)
+				pc->next = due;
+			continue;
+		}
 		if (b->n == max) {
 			more++;
 			continue;
@@ -594,21 +676,89 @@ pipes_release(struct pipes *p, struct pipe_batch *b)
 	b->n = 0;
 }
 
-/* One delivery round.  Returns how many pipes it looked at. */
+/*
+ * Takes pipe b->v[i] out of the window if it is still there.  Returns
+ * whether it was.
+ */
+static bool
+pipes_unwindow(struct pipes *p, struct pipe_batch *b, size_t i)
+{
+	struct pipe *s = b->v[i];
+	bool was;
+
+	pthread_mutex_lock(&s->lock);
+	was = s->out;
+	if (was) {
+		s->out = false;
+		atomic_fetch_sub(&p->out, 1);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return was;
+}
+
+/*
+ * Waits until the window has room for more answers: when PIPES_WINDOW
+ * readers answered in this round (b->v[0..i-1]) have not sent their next
+ * read yet, until half of them have (one wake-up for several answers).  A
+ * reader that is not back after PIPES_WINDOW_WAIT_US loses its place,
+ * oldest first (*oldest: where to look), so that a stalled reader costs
+ * the round no more than that.
+ */
+static void
+pipes_window_wait(struct pipes *p, struct pipe_batch *b, size_t i,
+    size_t *oldest)
+{
+	struct timespec ts;
+	int rc = 0;
+
+	if (atomic_load(&p->out) < PIPES_WINDOW)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += PIPES_WINDOW_WAIT_US * 1000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&p->out_lock);
+	atomic_store(&p->out_wait, true);
+	while (atomic_load(&p->out) > PIPES_WINDOW / 2 && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&p->out_cond, &p->out_lock, &ts);
+	atomic_store(&p->out_wait, false);
+	pthread_mutex_unlock(&p->out_lock);
+	while (atomic_load(&p->out) >= PIPES_WINDOW && *oldest < i)
+		(void)pipes_unwindow(p, b, (*oldest)++);
+}
+
+/*
+ * One delivery round: answers the pipes that wait, have data and are due
+ * (pc NULL: all of them; all that wait, with eof).  Returns how many it
+ * answered.
+ *
+ * Every answer wakes a reader, which sends its next read at once; a worker
+ * takes it from /dev/fuse, in the same queue as the writers' requests.
+ * Answering hundreds of readers in one burst would put hundreds of reads
+ * ahead of an append and make hundreds of processes runnable at once, so
+ * a round keeps at most PIPES_WINDOW readers answered and not back.
+ */
 static size_t
-pipes_round(struct pipes *p, bool eof)
+pipes_round(struct pipes *p, bool eof, struct pipe_pace *pc)
 {
 	struct pipe_batch *b = &p->batch;
 	struct pipe_share sh = { .valid = false };
-	size_t n, more;
+	size_t n, more, oldest = 0;
 
+	sh.when = pipes_now_us();
 	pthread_mutex_lock(&p->lock);
-	more = pipes_collect(p, b, SIZE_MAX, eof);
+	more = pipes_collect(p, b, SIZE_MAX, eof, pc);
 	pthread_mutex_unlock(&p->lock);
-	for (size_t i = 0; i < b->n; i++)
-		pipe_deliver(p, b->v[i], eof, true, &sh);
+	for (size_t i = 0; i < b->n; i++) {
+		if (!eof)
+			pipes_window_wait(p, b, i, &oldest);
+		pipe_deliver(p, b->v[i], eof, true, &sh, !eof);
+	}
 	free(sh.buf);
 	n = b->n;
+	/* the window is the round's: the next starts empty */
+	for (size_t i = oldest; i < n; i++)
+		(void)pipes_unwindow(p, b, i);
 	pipes_release(p, b);
 	if (more > 0)
 		pipes_kick(p);	/* no memory for all of them: another round */
@@ -642,51 +792,89 @@ pipes_prune(struct pipes *p)
 	journal_firehose_prune(p->journal, low);
 }
 
+/*
+ * After a round: how long until the next pipe is due, and the pacing from
+ * now on.  Under load (many pipes with data), each pipe is answered at
+ * most once an interval, so that commits pile up and each reader gets
+ * them with one answer, and answers spread out instead of coming in
+ * bursts.  The interval is what keeps the rounds to 1 / PIPES_SHARE of the
+ * time, given what an answer costs (measured), and at most
+ * PIPES_BUDGET_US: the latency of a reader that keeps up.  With a few
+ * readers it is short, and without load there is none.  Returns when to
+ * run the next round (0: when kicked).
+ */
+static uint64_t
+pipes_pace(struct pipes *p, size_t answered, uint64_t took,
+    const struct pipe_pace *pc)
+{
+	uint64_t iv, now = pipes_now_us();
+	size_t n = answered + pc->later;
+
+	if (answered > 0)
+		p->cost = (3 * p->cost + took / answered) / 4;
+	atomic_store(&p->coalescing, n >= PIPES_BATCH_MIN);
+	iv = n >= PIPES_BATCH_MIN ? n * p->cost * PIPES_SHARE : 0;
+	if (iv > PIPES_BUDGET_US)
+		iv = PIPES_BUDGET_US;
+	atomic_store(&p->interval, iv);
+	if (pc->later == 0)
+		return 0;
+	/*
+	 * A round takes those due within iv / PIPES_SLOTS, and the next
+	 * comes no sooner: a pipe is answered at most that early or late,
+	 * and the pipes are walked at most PIPES_SLOTS times an interval.
+	 */
+	if (pc->next < now + iv / PIPES_SLOTS)
+		return now + iv / PIPES_SLOTS;
+	return pc->next;
+}
+
 static void *
 pipes_main(void *arg)
 {
 	struct pipes *p = arg;
 	struct pollfd pfd = { .fd = p->efd, .events = POLLIN };
-	uint64_t n, start, next_prune = pipes_now_ms() + PIPES_TICK_MS;
+	uint64_t n, next = 0;
+	uint64_t next_prune = pipes_now_ms() + PIPES_TICK_MS;
 
+	pthread_setname_np(pthread_self(), "odofs-live");
 	while (!atomic_load(&p->stopping)) {
-		int r = poll(&pfd, 1, PIPES_TICK_MS);
+		struct pipe_pace pc = { .later = 0 };
+		uint64_t start;
 		size_t answered;
+		int r = 1;
 
-		if (r < 0 && errno != EINTR) {
-			log_warn("live pipes: poll");
-			break;
+		if (next == 0) {
+			/* nothing due: wait for a commit */
+			r = poll(&pfd, 1, PIPES_TICK_MS);
+			if (r < 0 && errno != EINTR) {
+				log_warn("live pipes: poll");
+				break;
+			}
+		} else if ((start = pipes_now_us()) < next) {
+			/* commits meanwhile only add to what is due then */
+			usleep((useconds_t)(next - start));
 		}
 		if (pipes_now_ms() >= next_prune) {
 			/* on time, not when idle: a busy firehose needs it most */
 			pipes_prune(p);
 			next_prune = pipes_now_ms() + PIPES_TICK_MS;
 		}
-		if (r == 0)
-			atomic_store(&p->coalescing, false);	/* idle */
+		if (r == 0) {
+			/* idle */
+			atomic_store(&p->coalescing, false);
+			atomic_store(&p->interval, 0);
+		}
 		if (r <= 0)
 			continue;
 		(void)!read(p->efd, &n, sizeof(n));
 		/* kicks from here on ask for another round */
 		atomic_store(&p->kicked, false);
 		start = pipes_now_us();
-		answered = pipes_round(p, false);
-		/*
-		 * Under load, let commits pile up: the next round gives each
-		 * reader all of them at once.  A lone reader is never delayed.
-		 * The pause counts from the start of the round, so that a slow
-		 * round (a busy machine) does not also lengthen the wait.
-		 */
-		atomic_store(&p->coalescing, answered >= PIPES_BATCH_MIN);
-		if (answered >= PIPES_BATCH_MIN) {
-			uint64_t us = answered * PIPES_COALESCE_PER_US, took;
-
-			if (us > PIPES_COALESCE_MAX_US)
-				us = PIPES_COALESCE_MAX_US;
-			took = pipes_now_us() - start;
-			if (us > took)
-				usleep((useconds_t)(us - took));
-		}
+		pc.interval = atomic_load(&p->interval);
+		pc.by = start + pc.interval / PIPES_SLOTS;
+		answered = pipes_round(p, false, &pc);
+		next = pipes_pace(p, answered, pipes_now_us() - start, &pc);
 	}
 	return NULL;
 }
@@ -705,6 +893,15 @@ pipes_start(struct pipes **out, struct journal *j, struct fuse_session *se,
 	p->se = se;
 	p->efd = -1;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->out_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&p->out_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	TAILQ_INIT(&p->pipes);
 	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		rc = err_set(e, -errno, "eventfd: %s", strerror(errno));
@@ -731,7 +928,7 @@ pipes_stop(struct pipes *p)
 	pipes_kick(p);
 	pthread_join(p->thread, NULL);
 	p->started = false;
-	pipes_round(p, true);
+	pipes_round(p, true, NULL);
 }
 
 void
@@ -743,6 +940,8 @@ pipes_free(struct pipes *p)
 	if (p->efd >= 0)
 		close(p->efd);
 	free(p->batch.v);
+	pthread_cond_destroy(&p->out_cond);
+	pthread_mutex_destroy(&p->out_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
@@ -800,6 +999,9 @@ pipes_close(struct pipes *p, struct pipe *s)
 	bool last;
 
 	pthread_mutex_lock(&p->lock);
+	pthread_mutex_lock(&s->lock);
+	pipe_back(p, s);
+	pthread_mutex_unlock(&s->lock);
 	TAILQ_REMOVE(&p->pipes, s, link);
 	if (s->cur.kind == PIPE_FIREHOSE)
 		journal_firehose_close(p->journal);

@@ -48,8 +48,9 @@ void pipes_close(struct pipes *p, struct pipe *s);
 /*
  * Answers req now with what is there (up to size bytes of whole or partial
  * lines), or EAGAIN with nonblock, or parks it until there is something.
- * While deliveries coalesce (many readers), a blocking read of a reader
- * near the end is parked for the next round even when a little is there.
+ * Under load (many readers), a blocking read of a reader near the end is
+ * parked until its turn (at most about 25 ms after its last answer) even
+ * when a little is there.
  */
 void pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
     bool nonblock);
