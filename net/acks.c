@@ -83,6 +83,19 @@ acks_arm(struct sync *s, bool now)
 	acks_arm_in(s, now ? 0 : s->cfg->ack_sync_ms);
 }
 
+/*
+ * A sync is owed: at once when an fsync waits for it (after the one in
+ * flight, if any), else within durability.ack_sync_ms.
+ */
+static void
+acks_sync_soon(struct sync *s, bool now)
+{
+	if (now && s->syncing)
+		s->sync_again = true;	/* acks_sync_done arms it */
+	else if (!s->sync_failing)
+		acks_arm(s, now);
+}
+
 void
 sync_acks_applied(struct sync *s, uint32_t idx, struct follow *f)
 {
@@ -94,7 +107,7 @@ sync_acks_applied(struct sync *s, uint32_t idx, struct follow *f)
 		return;
 	}
 	acks_list_add(&s->unsynced, &f->unsynced, idx);
-	acks_arm(s, f->want > f->durable &&
+	acks_sync_soon(s, f->want > f->durable &&
 	    journal_head(s->journal, idx) >= f->want);
 }
 
@@ -110,6 +123,18 @@ acks_sync_run(void *arg)
 	a->rc = journal_sync(a->s->journal, &a->e);
 }
 
+/* Puts devices back on the unsynced list (a sync failed or was not made). */
+static void
+acks_requeue(struct sync *s, const uint32_t *idx, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct follow *f = sync_follow(s, idx[i]);
+
+		if (f != NULL)
+			acks_list_add(&s->unsynced, &f->unsynced, idx[i]);
+	}
+}
+
 static void
 acks_sync_done(void *arg)
 {
@@ -118,16 +143,17 @@ acks_sync_done(void *arg)
 
 	s->syncing = false;
 	if (a->rc < 0) {
-		log_warnx("acknowledgements: store sync failed: %s", a->e.msg);
-		/* they stay unsynced: tried again at the next pass */
-		for (size_t i = 0; i < a->n; i++) {
-			struct follow *f = sync_follow(s, a->idx[i]);
-
-			if (f != NULL)
-				acks_list_add(&s->unsynced, &f->unsynced,
-				    a->idx[i]);
-		}
+		/* they stay unsynced: tried again after a pause */
+		if (!s->sync_failing)
+			log_warnx("acknowledgements: store sync failed, tried "
+			    "again every %d ms: %s", SYNC_STORE_RETRY_MS,
+			    a->e.msg);
+		s->sync_failing = true;
+		acks_requeue(s, a->idx, a->n);
 	} else {
+		if (s->sync_failing)
+			log_info("acknowledgements: store syncs again");
+		s->sync_failing = false;
 		for (size_t i = 0; i < a->n; i++) {
 			struct follow *f = sync_follow(s, a->idx[i]);
 
@@ -140,7 +166,11 @@ acks_sync_done(void *arg)
 	free(a->idx);
 	free(a->head);
 	free(a);
-	acks_arm(s, s->ack_due.n > 0);
+	if (s->sync_failing)
+		acks_arm_in(s, SYNC_STORE_RETRY_MS);
+	else
+		acks_arm(s, s->ack_due.n > 0 || s->sync_again);
+	s->sync_again = false;
 }
 
 /* Hands the unsynced devices to a sync job. */
@@ -168,6 +198,7 @@ acks_sync_post(struct sync *s)
 	}
 	memset(&s->unsynced, 0, sizeof(s->unsynced));
 	if (jobs_post(s->jobs, acks_sync_run, acks_sync_done, a) < 0) {
+		acks_requeue(s, a->idx, a->n);
 		free(a->idx);
 		free(a->head);
 		free(a);
@@ -249,9 +280,11 @@ acks_timer(void *arg)
 	free(due.v);
 	if (idle)
 		s->ack_idle_ms = now + s->cfg->evaluate_ms;
-	if (s->unsynced.n > 0)
-		acks_arm(s, false);
-	else if (s->ack_due.n > 0)
+	/* a sync in flight arms the timer when it is done */
+	if (s->unsynced.n > 0 && !s->syncing)
+		acks_arm_in(s, s->sync_failing ? SYNC_STORE_RETRY_MS :
+		    s->cfg->ack_sync_ms);
+	if (s->ack_due.n > 0)
 		acks_arm_in(s, s->ack_idle_ms - now);
 }
 
@@ -358,7 +391,7 @@ acks_want(struct sync *s, uint32_t idx, uint64_t rev)
 		acks_arm(s, true);
 	} else if (journal_head(s->journal, idx) >= rev) {
 		acks_list_add(&s->unsynced, &f->unsynced, idx);
-		acks_arm(s, true);
+		acks_sync_soon(s, true);
 	}
 }
 

@@ -208,6 +208,8 @@ struct sync {
 	struct idx_list unsynced;	/* applied, not yet synced */
 	struct idx_list ack_due;	/* heads moved: acknowledge upstream */
 	bool syncing;			/* a sync job is posted */
+	bool sync_again;		/* ... and another is wanted at once */
+	bool sync_failing;		/* the last sync failed: retry slowly */
 	bool saving;			/* a holders save job is posted */
 	struct wire_ack *ackbuf;	/* reused, encoding and decoding */
 	struct holder_ack *holdbuf;	/* WIRE_ACK_MAX, reused */
