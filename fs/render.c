@@ -146,7 +146,7 @@ static int
 render_status_acks(struct odofs *o, struct buf *out)
 {
 	uint32_t n = journal_count(o->journal);
-	struct holder_ack *a = calloc(HOLDERS_MAX, sizeof(*a));
+	struct holder_ack *a = malloc(HOLDERS_MAX * sizeof(*a));
 	struct snapshot_retained k;
 	struct quorum_stats qs;
 	bool first = true;
@@ -232,7 +232,7 @@ render_lag_family(struct odofs *o, struct holder_ack *a, enum render_lag what,
 static int
 render_metrics_acks(struct odofs *o, struct buf *out)
 {
-	struct holder_ack *a = calloc(HOLDERS_MAX, sizeof(*a));
+	struct holder_ack *a = malloc(HOLDERS_MAX * sizeof(*a));
 	struct quorum_stats qs;
 	int rc = 0;
 
@@ -444,7 +444,7 @@ render_info(struct odofs *o, uint32_t dev, struct buf *out)
 	    (unsigned long long)(in.end_offset - in.first_offset),
 	    (unsigned long long)in.snapshot_rev);
 	/* the holders, and what compaction keeps for one (SPEC §8.10) */
-	if ((a = calloc(HOLDERS_MAX, sizeof(*a))) == NULL)
+	if ((a = malloc(HOLDERS_MAX * sizeof(*a))) == NULL)
 		return -ENOMEM;
 	rc |= buf_printf(out, ",\"replicas\":");
 	rc |= render_replicas(o, dev, in.head, a, out);
