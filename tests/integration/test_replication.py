@@ -182,6 +182,10 @@ def test_snapshot_catch_up(nodes, certs):
     assert os.stat(b.path("dev", "events")).st_size == os.stat(a.path("dev", "events")).st_size
     # and it goes on live, with a later snapshot following too
     bulk(a, "dev", ["more-%d" % i for i in range(10)])
+    # b has them before a's snapshot compacts them away: a follower still
+    # behind a's first retained event would get the snapshot as a reset
+    # (SPEC §5), not as a newer snapshot of events it keeps
+    wait_for(lambda: b.info("dev")["head"] == 5110, what="b has the 10")
     with open(a.path("dev", "snapshot"), "w") as f:
         f.write("state after 5110\n")
     wait_for(lambda: read_file(b.path("dev", "snapshot")) == "state after 5110\n",
