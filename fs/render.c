@@ -90,18 +90,18 @@ render_holder(struct buf *out, const struct holder_ack *a, uint64_t head,
 }
 
 /*
- * "replicas": every holder of dev heard of, as a JSON array; a holds
- * HOLDERS_MAX entries (the caller's, reused over devices).
+ * "replicas": every holder of dev heard of, as a JSON array, at most cap
+ * of them; a holds cap entries (the caller's, reused over devices).
  */
 static int
 render_replicas(struct odofs *o, uint32_t dev, uint64_t head,
-    struct holder_ack *a, struct buf *out)
+    struct holder_ack *a, size_t cap, struct buf *out)
 {
-	size_t n = holders_get(o->holders, dev, a, HOLDERS_MAX, NULL);
+	size_t n = holders_get(o->holders, dev, a, cap, NULL);
 	uint64_t now = holders_now_ms();
 	int rc = buf_printf(out, "[");
 
-	for (size_t i = 0; i < n && i < HOLDERS_MAX; i++) {
+	for (size_t i = 0; i < n && i < cap; i++) {
 		rc |= i ? buf_printf(out, ",") : 0;
 		rc |= render_holder(out, &a[i], head, now);
 	}
@@ -163,7 +163,8 @@ render_status_acks(struct odofs *o, struct buf *out)
 		rc |= buf_printf(out, "%s{\"device\":", first ? "" : ",");
 		rc |= buf_json_str(out, id, strlen(id));
 		rc |= buf_printf(out, ",\"holders\":");
-		rc |= render_replicas(o, i, journal_head(o->journal, i), a, out);
+		rc |= render_replicas(o, i, journal_head(o->journal, i), a,
+		    HOLDERS_MAX, out);
 		rc |= buf_printf(out, "}");
 		first = false;
 	}
@@ -408,7 +409,8 @@ render_metrics(struct odofs *o, struct buf *out)
 int
 render_info(struct odofs *o, uint32_t dev, struct buf *out)
 {
-	struct holder_ack *a;
+	struct holder_ack *a = NULL;
+	size_t n;
 	struct journal_info in;
 	struct journal_repl r;
 	int rc = 0;
@@ -443,11 +445,16 @@ render_info(struct odofs *o, uint32_t dev, struct buf *out)
 	    (unsigned long long)in.end_offset,
 	    (unsigned long long)(in.end_offset - in.first_offset),
 	    (unsigned long long)in.snapshot_rev);
-	/* the holders, and what compaction keeps for one (SPEC §8.10) */
-	if ((a = malloc(HOLDERS_MAX * sizeof(*a))) == NULL)
+	/*
+	 * The holders, and what compaction keeps for one (SPEC §8.10).  A
+	 * buffer for as many as there are now: every stat of info renders
+	 * it, and most devices have a few holders or none.
+	 */
+	n = holders_get(o->holders, dev, NULL, 0, NULL);
+	if (n > 0 && (a = malloc(n * sizeof(*a))) == NULL)
 		return -ENOMEM;
 	rc |= buf_printf(out, ",\"replicas\":");
-	rc |= render_replicas(o, dev, in.head, a, out);
+	rc |= render_replicas(o, dev, in.head, a, n, out);
 	rc |= buf_printf(out, ",\"retained\":");
 	rc |= render_retained(o, dev, out);
 	rc |= buf_printf(out, "}\n");

@@ -10,17 +10,9 @@ import time
 import pytest
 
 from conftest import wait_for
-from test_replication import conf, start, wait_converged
+from test_replication import bulk as append, conf, start, wait_converged
 
 DUR = "durability: { replicas = %d; replica_timeout_ms = %d; };\n"
-
-
-def append(node, dev, lines):
-    fd = os.open(node.path(dev, "events"), os.O_WRONLY | os.O_APPEND)
-    try:
-        os.write(fd, "".join(l + "\n" for l in lines).encode())
-    finally:
-        os.close(fd)
 
 
 def fsync_events(node, dev, lines=()):

@@ -5,6 +5,7 @@ nothing, reads keep working and .status and .metrics say what is wrong.
 Once the ballast is removed appends resume by themselves, without a
 restart; after a restart every acknowledged event is there, exactly once,
 and nothing else."""
+import contextlib
 import errno
 import json
 import re
@@ -87,6 +88,34 @@ def resumed(node, after):
     assert took <= 5.0, took
 
 
+@contextlib.contextmanager
+def readers_all_along(node, count=2):
+    """Threads that read dev's events and .status until the block ends;
+    yields the list of what failed them (empty: every read worked)."""
+    stop = threading.Event()
+    errors = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                with open(node.path("dev", "events"), "rb") as f:
+                    while f.read(1 << 20):
+                        pass
+                with open(node.path(".status")) as f:
+                    json.load(f)
+            except (OSError, ValueError) as ex:
+                errors.append(repr(ex))
+    threads = [threading.Thread(target=reader) for _ in range(count)]
+    for t in threads:
+        t.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+
+
 def status(node):
     with open(node.path(".status")) as f:
         return json.load(f)
@@ -103,27 +132,8 @@ def test_full_disk_gives_enospc_and_appends_resume(small_fs, nodes):
         acked.append("before-%d" % i)
     assert status(a)["store"]["state"] == "ok"
     # readers all along: the reopen swaps the database under them
-    stop = threading.Event()
-    read_errors = []
-
-    def reader():
-        while not stop.is_set():
-            try:
-                with open(a.path("dev", "events")) as f:
-                    f.read()
-                with open(a.path(".status")) as f:
-                    json.load(f)
-            except (OSError, ValueError) as ex:
-                read_errors.append(repr(ex))
-    readers = [threading.Thread(target=reader) for _ in range(2)]
-    for t in readers:
-        t.start()
-    try:
+    with readers_all_along(a) as read_errors:
         _full_then_freed(a, small_fs, acked)
-    finally:
-        stop.set()
-        for t in readers:
-            t.join()
     assert not read_errors, read_errors[:3]
     assert a.stop() == 0
     a.start()
@@ -240,24 +250,8 @@ def test_no_inode_left_gives_enospc_and_reads_go_on(few_inodes_fs, nodes):
     a.start()
     os.mkdir(a.path("dev"))
     acked = []
-    stop = threading.Event()
-    read_errors = []
-
-    def reader():
-        while not stop.is_set():
-            try:
-                with open(a.path("dev", "events"), "rb") as f:
-                    while f.read(1 << 20):
-                        pass
-                with open(a.path(".status")) as f:
-                    json.load(f)
-            except (OSError, ValueError) as ex:
-                read_errors.append(repr(ex))
-    readers = [threading.Thread(target=reader) for _ in range(2)]
-    for t in readers:
-        t.start()
     ballast = os.path.join(few_inodes_fs, "ballast")
-    try:
+    with readers_all_along(a) as read_errors:
         taken = take_inodes(ballast)
         assert taken > 0
         # 32 MiB in 64 KiB writes: far past the 8 MiB after which LevelDB
@@ -292,10 +286,6 @@ def test_no_inode_left_gives_enospc_and_reads_go_on(few_inodes_fs, nodes):
         resumed(a, "inodes were freed")
         acked.append(b"resumed\n")
         assert status(a)["store"]["state"] == "ok"
-    finally:
-        stop.set()
-        for t in readers:
-            t.join()
     assert not read_errors, read_errors[:3]
     assert a.stop() == 0
     a.start()
