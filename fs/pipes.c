@@ -81,6 +81,8 @@
 #define PIPES_WINDOW_WAIT_US	2000
 /* under load, a read this close to the end waits for its turn */
 #define PIPES_NEAR_EVENTS	4096
+/* device pipes are counted in this many buckets, by device index */
+#define PIPES_BUCKETS		1024
 
 enum pipe_kind {
 	PIPE_DEVICE,
@@ -133,7 +135,14 @@ struct pipes {
 	pthread_mutex_t lock;		/* protects pipes, every pipe's refs */
 	struct pipe_list pipes;
 	struct pipe_batch batch;	/* the delivery thread's */
-	_Atomic uint64_t open, parked, delivered, rounds;
+	_Atomic uint64_t open, parked, delivered, rounds, wakeups;
+	/*
+	 * Open pipes of the devices whose index is i modulo PIPES_BUCKETS,
+	 * and open firehose pipes: a commit to a device with no pipe wakes
+	 * nobody, however many pipes other devices have.
+	 */
+	_Atomic unsigned watching[PIPES_BUCKETS];
+	_Atomic unsigned firehoses;
 	atomic_bool coalescing;		/* under load: pipes take turns */
 	atomic_bool kicked;		/* a round is due: efd was written */
 	/* the delivery thread's pacing (PIPES_BUDGET_US) */
@@ -193,10 +202,13 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	bool polled = false;
 	size_t more;
 
-	(void)idx;
 	(void)head;
-	/* no pipe open: no wake-up (a syscall and a context switch) */
-	if (atomic_load(&p->open) == 0)
+	/*
+	 * No pipe on this device (nor .live): no wake-up, a syscall and a
+	 * context switch, and no walk of every other device's pipes.
+	 */
+	if (atomic_load(&p->watching[idx % PIPES_BUCKETS]) == 0 &&
+	    atomic_load(&p->firehoses) == 0)
 		return;
 	/*
 	 * A few parked readers are answered here, in the committing thread:
@@ -868,6 +880,7 @@ pipes_main(void *arg)
 		if (r <= 0)
 			continue;
 		(void)!read(p->efd, &n, sizeof(n));
+		atomic_fetch_add(&p->wakeups, 1);
 		/* kicks from here on ask for another round */
 		atomic_store(&p->kicked, false);
 		start = pipes_now_us();
@@ -984,13 +997,19 @@ pipes_open_device(struct pipes *p, uint32_t idx, uint64_t rev)
 	s->cur.rev = rev;
 	s->pin = pin;
 	pthread_mutex_unlock(&s->lock);
+	/* before the first read: it looks for data itself */
+	atomic_fetch_add(&p->watching[idx % PIPES_BUCKETS], 1);
 	return s;
 }
 
 struct pipe *
 pipes_open_firehose(struct pipes *p)
 {
-	return pipes_add(p, PIPE_FIREHOSE);
+	struct pipe *s = pipes_add(p, PIPE_FIREHOSE);
+
+	if (s != NULL)
+		atomic_fetch_add(&p->firehoses, 1);
+	return s;
 }
 
 void
@@ -1007,6 +1026,10 @@ pipes_close(struct pipes *p, struct pipe *s)
 		journal_firehose_close(p->journal);
 	last = --s->refs == 0;
 	pthread_mutex_unlock(&p->lock);
+	if (s->cur.kind == PIPE_FIREHOSE)
+		atomic_fetch_sub(&p->firehoses, 1);
+	else
+		atomic_fetch_sub(&p->watching[s->cur.idx % PIPES_BUCKETS], 1);
 	atomic_fetch_sub(&p->open, 1);
 	if (last)
 		pipe_free(p, s);
@@ -1015,8 +1038,19 @@ pipes_close(struct pipes *p, struct pipe *s)
 void
 pipes_stats(struct pipes *p, struct pipes_stats *out)
 {
+	struct pipe *s;
+
 	out->open = atomic_load(&p->open);
 	out->parked = atomic_load(&p->parked);
 	out->delivered = atomic_load(&p->delivered);
 	out->rounds = atomic_load(&p->rounds);
+	out->wakeups = atomic_load(&p->wakeups);
+	out->behind = 0;
+	pthread_mutex_lock(&p->lock);
+	TAILQ_FOREACH(s, &p->pipes, link) {
+		pthread_mutex_lock(&s->lock);
+		out->behind += pipe_ready(p, s);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
 }

@@ -63,6 +63,8 @@ struct pipes_stats {
 	uint64_t parked;	/* reads waiting */
 	uint64_t delivered;	/* parked reads answered with data */
 	uint64_t rounds;	/* delivery rounds that answered some */
+	uint64_t behind;	/* pipes with events not read yet */
+	uint64_t wakeups;	/* delivery thread woken by a commit or read */
 };
 void pipes_stats(struct pipes *p, struct pipes_stats *out);
 

@@ -380,9 +380,19 @@ render_metrics(struct odofs *o, struct buf *out)
 		    "# HELP odofs_live_deliveries_total Waiting reads answered "
 		    "with events.\n"
 		    "# TYPE odofs_live_deliveries_total counter\n"
-		    "odofs_live_deliveries_total %llu\n",
+		    "odofs_live_deliveries_total %llu\n"
+		    "# HELP odofs_live_readers_behind Live pipes with events "
+		    "their reader has not read yet.\n"
+		    "# TYPE odofs_live_readers_behind gauge\n"
+		    "odofs_live_readers_behind %llu\n"
+		    "# HELP odofs_live_wakeups_total Times the live delivery "
+		    "thread woke to look for reads to answer.\n"
+		    "# TYPE odofs_live_wakeups_total counter\n"
+		    "odofs_live_wakeups_total %llu\n",
 		    (unsigned long long)ps.open, (unsigned long long)ps.parked,
-		    (unsigned long long)ps.delivered);
+		    (unsigned long long)ps.delivered,
+		    (unsigned long long)ps.behind,
+		    (unsigned long long)ps.wakeups);
 	}
 	if (o->peering != NULL)
 		rc |= peering_render_metrics(o->peering, out);

@@ -379,3 +379,47 @@ def test_fanout_coalesces_and_delivers_everything(node, tmp_path):
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_readers_of_one_device_cost_the_others_nothing(node, tmp_path):
+    """Appends to a device nobody reads do not wake the live delivery
+    thread, however many readers other devices have (each wake-up walked
+    every open pipe).  The barrier is an event on the read device: once
+    every reader has it, the thread has woken for it, and every earlier
+    append has been committed and its wake-up, if any, counted.  Before
+    the fix, the 2,000 appends woke the thread hundreds of times; after
+    it, once for the barrier (5 allows a parking read or two that saw the
+    barrier come meanwhile)."""
+    readers = 20    # more than the committing thread answers itself
+    os.mkdir(node.path("x"))
+    os.mkdir(node.path("y"))
+    outs = [str(tmp_path / ("r%d" % i)) for i in range(readers)]
+    procs = [subprocess.Popen(["cat", node.path("y", "live")], stdout=open(o, "wb"))
+             for o in outs]
+    stalled = os.open(node.path("y", "live"), os.O_RDONLY)   # never read
+    try:
+        wait_parked(node, readers)
+        woke = node.metric("odofs_live_wakeups_total")
+        fd = os.open(node.path("x", "events"), os.O_WRONLY | os.O_APPEND)
+        try:
+            for i in range(2000):
+                os.write(fd, b"x-%04d\n" % i)
+        finally:
+            os.close(fd)
+        assert node.metric("odofs_live_readers_behind") == 0
+        append(node, "y", "barrier")
+        wait_for(lambda: all(read_file(o, "rb") == b"barrier\n" for o in outs),
+                 what="every reader has the barrier")
+        wakeups = node.metric("odofs_live_wakeups_total") - woke
+        print("delivery thread woke %d times" % wakeups)
+        assert 1 <= wakeups <= 5
+        # the one pipe nobody reads is the one behind
+        wait_parked(node, readers)
+        assert node.metric("odofs_live_readers_behind") == 1
+        assert os.read(stalled, 4096) == b"barrier\n"
+        assert node.metric("odofs_live_readers_behind") == 0
+    finally:
+        os.close(stalled)
+        for p in procs:
+            p.kill()
+            p.wait()
