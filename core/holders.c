@@ -144,6 +144,22 @@ holders_merge(struct holders *h, uint32_t idx, const struct holder_ack *a,
 	return changed;
 }
 
+/*
+ * Whether a holder record is sound: a key that names a device and a
+ * holder, and a value of the right size.  Sets dev and node (when the key
+ * can be read).
+ */
+static bool
+holders_record_ok(const void *k, size_t klen, size_t vlen, const char **dev,
+    size_t *devlen, const char **node, size_t *nodelen)
+{
+	if (!keys_holder_parse(k, klen, dev, devlen, node, nodelen)) {
+		*dev = *node = NULL;
+		return false;
+	}
+	return *nodelen <= JOURNAL_NODE_MAX && vlen == KEYS_HOLDER_VAL_LEN;
+}
+
 static int
 holders_load(struct holders *h, struct err *e)
 {
@@ -165,9 +181,8 @@ holders_load(struct holders *h, struct err *e)
 
 		if (klen == 0 || *(const unsigned char *)k != 'H')
 			break;
-		if (!keys_holder_parse(k, klen, &dev, &devlen, &node,
-		    &nodelen) || nodelen > JOURNAL_NODE_MAX ||
-		    vlen != KEYS_HOLDER_VAL_LEN) {
+		if (!holders_record_ok(k, klen, vlen, &dev, &devlen, &node,
+		    &nodelen)) {
 			rc = err_set(e, -EUCLEAN, "store: a damaged holder "
 			    "record (run odofs --repair)");
 			break;
@@ -190,6 +205,57 @@ holders_load(struct holders *h, struct err *e)
 	store_iter_free(it);
 	h->saved = h->seq;
 	return rc;
+}
+
+int
+holders_repair(struct journal *j, holders_repair_fn report, void *arg,
+    struct err *e)
+{
+	struct store_batch *b;
+	struct store_iter *it;
+	unsigned char k0 = 'H';
+	int rc, n = 0;
+
+	if ((b = store_batch_new()) == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	if ((it = store_iter_new(journal_store(j), false)) == NULL) {
+		store_batch_free(b);
+		return err_set(e, -ENOMEM, "out of memory");
+	}
+	for (store_iter_seek(it, &k0, 1); store_iter_valid(it);
+	    store_iter_next(it)) {
+		const char *dev, *node;
+		size_t klen, vlen, devlen, nodelen;
+		const void *k = store_iter_key(it, &klen);
+		unsigned char v[KEYS_HOLDER_VAL_LEN];
+		uint32_t idx;
+		bool kept;
+
+		(void)store_iter_value(it, &vlen);
+		if (klen == 0 || *(const unsigned char *)k != 'H')
+			break;
+		if (holders_record_ok(k, klen, vlen, &dev, &devlen, &node,
+		    &nodelen))
+			continue;
+		kept = dev != NULL && nodelen <= JOURNAL_NODE_MAX &&
+		    journal_lookup(j, dev, devlen, &idx) == 0;
+		if (kept) {
+			memset(v, 0, sizeof(v));
+			keys_put_u64(v, journal_epoch(j, idx));
+			store_batch_put(b, k, klen, v, sizeof(v));
+		} else {
+			store_batch_delete(b, k, klen);
+		}
+		report(arg, dev, dev != NULL ? devlen : 0, node,
+		    node != NULL ? nodelen : 0, klen, kept);
+		n++;
+	}
+	rc = store_iter_status(it, e);
+	store_iter_free(it);
+	if (rc == 0 && n > 0)
+		rc = store_write(journal_store(j), b, true, e);
+	store_batch_free(b);
+	return rc < 0 ? rc : n;
 }
 
 int

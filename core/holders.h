@@ -53,6 +53,22 @@ int holders_open(struct holders **out, struct journal *j, struct err *e);
 /* Saves what changed (as holders_save) and frees.  Accepts NULL. */
 void holders_close(struct holders *h);
 
+/*
+ * --repair of the holder records of j's store (no holders open on it).  A
+ * damaged record whose key still names a device here and a holder is
+ * written again with nothing acknowledged (the device's epoch, heads 0):
+ * a compaction held for that holder (snapshot.retain_for) then keeps
+ * everything until it acknowledges again, so nothing it has not got is
+ * compacted away.  Any other damaged record is deleted.  report() is told
+ * of each: the device and holder (dev NULL when the key cannot be read;
+ * klen is its length) and whether it was kept.  Returns how many records
+ * were repaired, or -errno with e.
+ */
+typedef void (*holders_repair_fn)(void *arg, const char *dev, size_t devlen,
+    const char *node, size_t nodelen, size_t klen, bool kept);
+int holders_repair(struct journal *j, holders_repair_fn report, void *arg,
+    struct err *e);
+
 /* Set before threads use h. */
 void holders_set_notify(struct holders *h, holders_notify_fn fn, void *arg);
 

@@ -4,8 +4,10 @@
  * repair mode, which checks every device as a normal start does and cuts a
  * damaged one at its first bad revision instead of refusing; each cut is
  * reported here, on stdout, with what it dropped.  A replica cut this way
- * fetches the rest from its peers once the node runs again.  Nothing is
- * mounted; the data dir must not be in use.
+ * fetches the rest from its peers once the node runs again.  Damaged
+ * holder records (acknowledgements) are then written again with nothing
+ * acknowledged, or deleted when they name nothing here (holders.h), each
+ * reported.  Nothing is mounted; the data dir must not be in use.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,13 +15,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "holders.h"
 #include "journal.h"
 #include "repair.h"
 #include "store.h"
 
 struct repair_tally {
 	bool peered;
-	unsigned cut, reindexed;
+	unsigned cut, reindexed, holders;
 	uint64_t revisions, events, bytes;
 };
 
@@ -46,6 +49,28 @@ repair_report(void *arg, const char *device, bool source, uint64_t from,
 	    bytes, !source ? "; its peers send them again" : t->peered ?
 	    "; held read-only from now on, its peers send them again (SPEC "
 	    "8.9)" : "; appends go on from the cut");
+}
+
+static void
+repair_holder(void *arg, const char *dev, size_t devlen, const char *node,
+    size_t nodelen, size_t klen, bool kept)
+{
+	struct repair_tally *t = arg;
+
+	t->holders++;
+	if (dev == NULL)
+		printf("holder record (a key of %zu bytes): damaged: deleted\n",
+		    klen);
+	else if (kept)
+		printf("holder record of device %.*s, holder %.*s: damaged: "
+		    "written again with nothing acknowledged (until it "
+		    "acknowledges again, it counts for no fsync and a "
+		    "compaction kept for it keeps everything)\n", (int)devlen,
+		    dev, (int)nodelen, node);
+	else
+		printf("holder record of device %.*s, holder %.*s: damaged, "
+		    "and no such device here: deleted\n", (int)devlen, dev,
+		    (int)nodelen, node);
 }
 
 int
@@ -83,13 +108,19 @@ repair_run(const char *dir, const char *node_id, bool peered)
 		fprintf(stderr, "odofs: %s\n", e.msg);
 		return 1;
 	}
+	if (holders_repair(j, repair_holder, &t, &e) < 0) {
+		fprintf(stderr, "odofs: %s\n", e.msg);
+		journal_close(j);
+		return 1;
+	}
 	printf("odofs: repair done: %u device%s, %u cut (%" PRIu64 " revision%s "
 	    "dropped, %" PRIu64 " of them still in the store, %" PRIu64
-	    " bytes), %u index%s written again; LevelDB's notes on what it "
-	    "salvaged are in %s/LOG\n", journal_count(j),
-	    journal_count(j) == 1 ? "" : "s", t.cut, t.revisions,
-	    t.revisions == 1 ? "" : "s", t.events, t.bytes, t.reindexed,
-	    t.reindexed == 1 ? "" : "es", dir);
+	    " bytes), %u index%s written again, %u holder record%s repaired; "
+	    "LevelDB's notes on what it salvaged are in %s/LOG\n",
+	    journal_count(j), journal_count(j) == 1 ? "" : "s", t.cut,
+	    t.revisions, t.revisions == 1 ? "" : "s", t.events, t.bytes,
+	    t.reindexed, t.reindexed == 1 ? "" : "es", t.holders,
+	    t.holders == 1 ? "" : "s", dir);
 	journal_close(j);
 	return 0;
 }

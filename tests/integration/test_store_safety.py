@@ -362,3 +362,43 @@ def test_cut_source_with_peers_is_held_and_refetched(nodes, certs, plyvel):
     with pytest.raises(OSError):
         with open(a.path("dev", "events"), "a") as f:
             f.write("no\n")
+
+
+def test_damaged_holder_records_are_refused_then_repaired(nodes, plyvel):
+    """A damaged acknowledgement record (SPEC §8: who holds what) is
+    refused at start like any damage, and --repair mends what it says to:
+    a record that still names a device here and a holder is written again
+    with nothing acknowledged (so it counts for no fsync and keeps
+    everything a compaction holds for it), any other is deleted, and each
+    is reported.  The journal is untouched."""
+    a = nodes("a")
+    a.start()
+    fill(a)
+    assert a.stop() == 0
+    db = plyvel.DB(a.data)
+    db.put(b"Hdev\x00b", b"\x01\x02\x03")         # a value cut short
+    db.put(b"Hgone\x00c", b"\x00" * 5)            # and of no device here
+    db.put(b"H\x00\x00", b"")                     # a key that names nothing
+    db.close()
+    line = refused(a)
+    assert "a damaged holder record (run odofs --repair)" in line, line
+    out = repair(a)
+    assert ("holder record of device dev, holder b: damaged: written again with "
+            "nothing acknowledged") in out, out
+    assert "holder record of device gone, holder c: damaged, and no such device " \
+           "here: deleted" in out, out
+    assert "holder record (a key of 3 bytes): damaged: deleted" in out, out
+    assert "0 cut" in out and "3 holder records repaired" in out, out
+    db = plyvel.DB(a.data)
+    try:
+        assert db.get(b"Hgone\x00c") is None and db.get(b"H\x00\x00") is None
+        v = db.get(b"Hdev\x00b")
+        assert len(v) == 32 and v[8:] == b"\x00" * 24, v
+    finally:
+        db.close()
+    assert "0 holder records repaired" in repair(a)
+    a.start()
+    check_prefix(events(a), N)
+    # loaded with the device's epoch (another is ignored): b holds nothing
+    reps = [r for r in a.info("dev")["replicas"] if r["peer"] == "b"]
+    assert len(reps) == 1 and reps[0]["head"] == 0 and reps[0]["durable"] == 0, reps
