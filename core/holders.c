@@ -160,102 +160,139 @@ holders_record_ok(const void *k, size_t klen, size_t vlen, const char **dev,
 	return *nodelen <= JOURNAL_NODE_MAX && vlen == KEYS_HOLDER_VAL_LEN;
 }
 
+/*
+ * One holder record, as the walk gives it: the key, the value, and (when
+ * the key can be read) the device and holder it names; ok says whether
+ * the record is sound.
+ */
+struct holder_rec {
+	const void *k;
+	size_t klen;
+	const unsigned char *v;
+	size_t vlen;
+	const char *dev, *node;
+	size_t devlen, nodelen;
+	bool ok;
+};
+
+/*
+ * Calls fn for every holder record of j's store, in key order, until it
+ * returns non-zero.  Returns that, or -EIO with e when the store could
+ * not be read to the end, or 0.
+ */
 static int
-holders_load(struct holders *h, struct err *e)
+holders_walk(struct journal *j, int (*fn)(void *, const struct holder_rec *,
+    struct err *), void *arg, struct err *e)
 {
 	struct store_iter *it;
 	unsigned char k0 = 'H';
 	int rc = 0;
 
-	if ((it = store_iter_new(journal_store(h->journal), false)) == NULL)
+	if ((it = store_iter_new(journal_store(j), false)) == NULL)
 		return err_set(e, -ENOMEM, "out of memory");
-	for (store_iter_seek(it, &k0, 1); store_iter_valid(it);
+	for (store_iter_seek(it, &k0, 1); rc == 0 && store_iter_valid(it);
 	    store_iter_next(it)) {
-		const char *dev, *node;
-		size_t klen, vlen, devlen, nodelen;
-		const void *k = store_iter_key(it, &klen);
-		const unsigned char *val = store_iter_value(it, &vlen);
-		struct holder_ack a;
-		uint32_t idx;
-		bool up;
+		struct holder_rec r;
 
-		if (klen == 0 || *(const unsigned char *)k != 'H')
+		r.k = store_iter_key(it, &r.klen);
+		r.v = store_iter_value(it, &r.vlen);
+		if (r.klen == 0 || *(const unsigned char *)r.k != 'H')
 			break;
-		if (!holders_record_ok(k, klen, vlen, &dev, &devlen, &node,
-		    &nodelen)) {
-			rc = err_set(e, -EUCLEAN, "store: a damaged holder "
-			    "record (run odofs --repair)");
-			break;
-		}
-		if (journal_lookup(h->journal, dev, devlen, &idx) < 0)
-			continue;	/* a device no longer here */
-		memcpy(a.peer, node, nodelen);
-		a.peer[nodelen] = '\0';
-		a.epoch = keys_get_u64(val);
-		a.head = keys_get_u64(val + 8);
-		a.durable = keys_get_u64(val + 16);
-		a.at_ms = keys_get_u64(val + 24);
-		if (a.epoch != journal_epoch(h->journal, idx))
-			continue;
-		if (!holders_merge(h, idx, &a, &up) && h->devs == NULL) {
-			rc = err_set(e, -ENOMEM, "out of memory");
-			break;
-		}
+		r.ok = holders_record_ok(r.k, r.klen, r.vlen, &r.dev,
+		    &r.devlen, &r.node, &r.nodelen);
+		rc = fn(arg, &r, e);
 	}
+	if (rc == 0)
+		rc = store_iter_status(it, e);
 	store_iter_free(it);
+	return rc;
+}
+
+/* holders_walk(): takes a saved entry into h. */
+static int
+holders_load_one(void *arg, const struct holder_rec *r, struct err *e)
+{
+	struct holders *h = arg;
+	struct holder_ack a;
+	uint32_t idx;
+	bool up;
+
+	if (!r->ok)
+		return err_set(e, -EUCLEAN, "store: a damaged holder record "
+		    "(run odofs --repair)");
+	if (journal_lookup(h->journal, r->dev, r->devlen, &idx) < 0)
+		return 0;	/* a device no longer here */
+	memcpy(a.peer, r->node, r->nodelen);
+	a.peer[r->nodelen] = '\0';
+	a.epoch = keys_get_u64(r->v);
+	a.head = keys_get_u64(r->v + 8);
+	a.durable = keys_get_u64(r->v + 16);
+	a.at_ms = keys_get_u64(r->v + 24);
+	if (a.epoch != journal_epoch(h->journal, idx))
+		return 0;
+	if (!holders_merge(h, idx, &a, &up) && h->devs == NULL)
+		return err_set(e, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static int
+holders_load(struct holders *h, struct err *e)
+{
+	int rc = holders_walk(h->journal, holders_load_one, h, e);
+
 	h->saved = h->seq;
 	return rc;
+}
+
+struct holders_mend {
+	struct journal *journal;
+	struct store_batch *b;
+	holders_repair_fn report;
+	void *arg;
+	int n;
+};
+
+/* holders_walk() for holders_repair(): mends a damaged record. */
+static int
+holders_repair_one(void *arg, const struct holder_rec *r, struct err *e)
+{
+	struct holders_mend *m = arg;
+	unsigned char v[KEYS_HOLDER_VAL_LEN];
+	uint32_t idx;
+	bool kept;
+
+	(void)e;
+	if (r->ok)
+		return 0;
+	kept = r->dev != NULL && r->nodelen <= JOURNAL_NODE_MAX &&
+	    journal_lookup(m->journal, r->dev, r->devlen, &idx) == 0;
+	if (kept) {
+		memset(v, 0, sizeof(v));
+		keys_put_u64(v, journal_epoch(m->journal, idx));
+		store_batch_put(m->b, r->k, r->klen, v, sizeof(v));
+	} else {
+		store_batch_delete(m->b, r->k, r->klen);
+	}
+	m->report(m->arg, r->dev, r->dev != NULL ? r->devlen : 0, r->node,
+	    r->node != NULL ? r->nodelen : 0, r->klen, kept);
+	m->n++;
+	return 0;
 }
 
 int
 holders_repair(struct journal *j, holders_repair_fn report, void *arg,
     struct err *e)
 {
-	struct store_batch *b;
-	struct store_iter *it;
-	unsigned char k0 = 'H';
-	int rc, n = 0;
+	struct holders_mend m = { j, NULL, report, arg, 0 };
+	int rc;
 
-	if ((b = store_batch_new()) == NULL)
+	if ((m.b = store_batch_new()) == NULL)
 		return err_set(e, -ENOMEM, "out of memory");
-	if ((it = store_iter_new(journal_store(j), false)) == NULL) {
-		store_batch_free(b);
-		return err_set(e, -ENOMEM, "out of memory");
-	}
-	for (store_iter_seek(it, &k0, 1); store_iter_valid(it);
-	    store_iter_next(it)) {
-		const char *dev, *node;
-		size_t klen, vlen, devlen, nodelen;
-		const void *k = store_iter_key(it, &klen);
-		unsigned char v[KEYS_HOLDER_VAL_LEN];
-		uint32_t idx;
-		bool kept;
-
-		(void)store_iter_value(it, &vlen);
-		if (klen == 0 || *(const unsigned char *)k != 'H')
-			break;
-		if (holders_record_ok(k, klen, vlen, &dev, &devlen, &node,
-		    &nodelen))
-			continue;
-		kept = dev != NULL && nodelen <= JOURNAL_NODE_MAX &&
-		    journal_lookup(j, dev, devlen, &idx) == 0;
-		if (kept) {
-			memset(v, 0, sizeof(v));
-			keys_put_u64(v, journal_epoch(j, idx));
-			store_batch_put(b, k, klen, v, sizeof(v));
-		} else {
-			store_batch_delete(b, k, klen);
-		}
-		report(arg, dev, dev != NULL ? devlen : 0, node,
-		    node != NULL ? nodelen : 0, klen, kept);
-		n++;
-	}
-	rc = store_iter_status(it, e);
-	store_iter_free(it);
-	if (rc == 0 && n > 0)
-		rc = store_write(journal_store(j), b, true, e);
-	store_batch_free(b);
-	return rc < 0 ? rc : n;
+	rc = holders_walk(j, holders_repair_one, &m, e);
+	if (rc == 0 && m.n > 0)
+		rc = store_write(journal_store(j), m.b, true, e);
+	store_batch_free(m.b);
+	return rc < 0 ? rc : m.n;
 }
 
 int
