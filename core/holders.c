@@ -104,8 +104,11 @@ holders_entry(struct holdset *ds, const char *peer)
 	return v;
 }
 
-/* Merges a into its entry; true when it changed.  Under lock. */
-static bool
+/*
+ * Merges a into its entry: 1 when it changed, 0 when not, -ENOMEM when
+ * there was no room for it.  Under lock.
+ */
+static int
 holders_merge(struct holders *h, uint32_t idx, const struct holder_ack *a,
     bool *durable_up)
 {
@@ -115,7 +118,7 @@ holders_merge(struct holders *h, uint32_t idx, const struct holder_ack *a,
 
 	*durable_up = false;
 	if (ds == NULL || (v = holders_entry(ds, a->peer)) == NULL)
-		return false;
+		return -ENOMEM;
 	if (v->a.epoch != a->epoch) {
 		/* new, or the device was made again: start over */
 		v->a.epoch = a->epoch;
@@ -141,7 +144,7 @@ holders_merge(struct holders *h, uint32_t idx, const struct holder_ack *a,
 	}
 	if (changed)
 		v->seq = ++h->seq;
-	return changed;
+	return changed ? 1 : 0;
 }
 
 /*
@@ -230,7 +233,7 @@ holders_load_one(void *arg, const struct holder_rec *r, struct err *e)
 	a.at_ms = keys_get_u64(r->v + 24);
 	if (a.epoch != journal_epoch(h->journal, idx))
 		return 0;
-	if (!holders_merge(h, idx, &a, &up) && h->devs == NULL)
+	if (holders_merge(h, idx, &a, &up) < 0)
 		return err_set(e, -ENOMEM, "out of memory");
 	return 0;
 }
@@ -345,7 +348,8 @@ holders_ack(struct holders *h, uint32_t idx, const struct holder_ack *a)
 	if (a->epoch != journal_epoch(h->journal, idx) || a->peer[0] == '\0')
 		return false;
 	pthread_mutex_lock(&h->lock);
-	changed = holders_merge(h, idx, a, &up);
+	/* no memory: this one is lost, the holder's next one says it again */
+	changed = holders_merge(h, idx, a, &up) > 0;
 	pthread_mutex_unlock(&h->lock);
 	if (up && h->notify != NULL)
 		h->notify(h->notify_arg, idx);
