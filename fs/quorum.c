@@ -6,6 +6,20 @@
  * the list for idx's waiters and answers those it completes; the timer
  * thread sleeps until the first deadline and answers what is due.  The
  * list is bounded by the requests the kernel has outstanding.
+ *
+ * A signal to the process in fsync() makes the kernel send an interrupt,
+ * and for a fatal one (SIGKILL, or SIGINT without a handler) it then waits
+ * uninterruptibly until the request is answered (FUSE-NOTES §3): the
+ * interrupt callback answers EINTR at once.  A waiter enters the list only
+ * after its callback is registered (until then it is "parking", on a list
+ * of its own, and an interrupt that comes meanwhile is only noted), so
+ * that nobody can answer a request whose registration is still under way.
+ * Whoever takes a waiter out of the list under the lock answers it;
+ * before replying, fuse_req_interrupt_func(req, NULL, NULL) waits out a
+ * callback already running on it (libfuse runs callbacks under req's own
+ * lock).  The callback's data is the quorum, never a waiter, which may be
+ * freed meanwhile.  Lock order: req's lock (libfuse), then q->lock; no
+ * libfuse call is made holding q->lock.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,6 +37,7 @@ struct waiter {
 	uint32_t idx;
 	uint64_t rev;
 	struct timespec deadline;	/* CLOCK_MONOTONIC */
+	bool intr;			/* interrupted while parking */
 	struct waiter *next;
 };
 
@@ -38,9 +53,10 @@ struct quorum {
 	pthread_mutex_t lock;		/* protects what follows */
 	pthread_cond_t cv;		/* a first waiter, or closing */
 	struct waiter *head, *tail;
+	struct waiter *parking;		/* callbacks being registered */
 	unsigned waiting;
 	bool closing;
-	uint64_t met, timeouts;
+	uint64_t met, timeouts, interrupted;
 };
 
 static bool
@@ -63,11 +79,61 @@ quorum_unlink(struct quorum *q, struct waiter *prev, struct waiter *w)
 	q->waiting--;
 }
 
+/* Answers a waiter taken out of the lists, with no lock held. */
 static void
 quorum_answer(struct waiter *w, int err)
 {
+	/* waits out an interrupt callback running on it, and clears it */
+	fuse_req_interrupt_func(w->req, NULL, NULL);
 	fuse_reply_err(w->req, err);
 	free(w);
+}
+
+/* Takes the waiter of req out of list *lp.  Under lock. */
+static struct waiter *
+quorum_take(struct waiter **lp, fuse_req_t req)
+{
+	for (; *lp != NULL; lp = &(*lp)->next)
+		if ((*lp)->req == req) {
+			struct waiter *w = *lp;
+
+			*lp = w->next;
+			return w;
+		}
+	return NULL;
+}
+
+/*
+ * The interrupt callback: libfuse runs it under req's lock, from the
+ * thread that read FUSE_INTERRUPT (holding a reference on req), or inside
+ * fuse_req_interrupt_func() when the interrupt came first.
+ */
+static void
+quorum_interrupt(fuse_req_t req, void *arg)
+{
+	struct quorum *q = arg;
+	struct waiter *w, *prev = NULL;
+
+	pthread_mutex_lock(&q->lock);
+	for (w = q->head; w != NULL && w->req != req; w = w->next)
+		prev = w;
+	if (w != NULL) {
+		quorum_unlink(q, prev, w);
+		q->interrupted++;
+	} else {
+		/* still parking: quorum_wait() answers it */
+		for (w = q->parking; w != NULL && w->req != req; w = w->next)
+			;
+		if (w != NULL)
+			w->intr = true;
+		w = NULL;
+	}
+	pthread_mutex_unlock(&q->lock);
+	/* the callback may reply: libfuse holds a reference on req */
+	if (w != NULL) {
+		fuse_reply_err(req, EINTR);
+		free(w);
+	}
 }
 
 static void *
@@ -180,6 +246,21 @@ quorum_wait(struct quorum *q, fuse_req_t req, uint32_t idx, uint64_t rev)
 	w->req = req;
 	w->idx = idx;
 	w->rev = rev;
+	pthread_mutex_lock(&q->lock);
+	w->next = q->parking;
+	q->parking = w;
+	pthread_mutex_unlock(&q->lock);
+	/* may run quorum_interrupt() right here, if the signal came already */
+	fuse_req_interrupt_func(req, quorum_interrupt, q);
+	pthread_mutex_lock(&q->lock);
+	(void)quorum_take(&q->parking, req);
+	if (w->intr) {
+		q->interrupted++;
+		pthread_mutex_unlock(&q->lock);
+		quorum_answer(w, EINTR);
+		return;
+	}
+	w->next = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &w->deadline);
 	w->deadline.tv_sec += q->timeout_ms / 1000;
 	w->deadline.tv_nsec += (long)(q->timeout_ms % 1000) * 1000000L;
@@ -187,7 +268,6 @@ quorum_wait(struct quorum *q, fuse_req_t req, uint32_t idx, uint64_t rev)
 		w->deadline.tv_sec++;
 		w->deadline.tv_nsec -= 1000000000L;
 	}
-	pthread_mutex_lock(&q->lock);
 	if (q->tail == NULL)
 		q->head = w;
 	else
@@ -234,6 +314,7 @@ quorum_stats(struct quorum *q, struct quorum_stats *out)
 	pthread_mutex_lock(&q->lock);
 	out->met = q->met;
 	out->timeouts = q->timeouts;
+	out->interrupted = q->interrupted;
 	out->waiting = q->waiting;
 	pthread_mutex_unlock(&q->lock);
 }

@@ -9,8 +9,8 @@
  * it (the net thread) or by this module's timer thread.
  *
  * Exactly one reply per request: a waiter is answered by whoever takes it
- * out of the list under the lock.  An interrupted fsync is not answered
- * early: it ends with the acknowledgements or the timeout.
+ * out of the list under the lock.  An interrupted fsync (a signal to the
+ * process in it) is answered EINTR at once; the events stay.
  */
 #ifndef ODOFS_QUORUM_H
 #define ODOFS_QUORUM_H
@@ -44,9 +44,9 @@ void quorum_wait(struct quorum *q, fuse_req_t req, uint32_t idx,
 /* A holders_notify_fn: a durable head of idx went up. */
 void quorum_acked(void *q, uint32_t idx);
 
-/* Fsyncs answered 0, answered ETIMEDOUT, and waiting now. */
+/* Fsyncs answered 0, ETIMEDOUT and EINTR, and waiting now. */
 struct quorum_stats {
-	uint64_t met, timeouts;
+	uint64_t met, timeouts, interrupted;
 	unsigned waiting;
 };
 void quorum_stats(struct quorum *q, struct quorum_stats *out);

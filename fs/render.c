@@ -186,9 +186,11 @@ render_status_acks(struct odofs *o, struct buf *out)
 	if (o->quorum != NULL)
 		quorum_stats(o->quorum, &qs);
 	rc |= buf_printf(out, "],\"fsync\":{\"replicas\":%u,\"waiting\":%u,"
-	    "\"met\":%llu,\"timeouts\":%llu}", (unsigned)o->cfg->replicas,
+	    "\"met\":%llu,\"timeouts\":%llu,\"interrupted\":%llu}",
+	    (unsigned)o->cfg->replicas,
 	    qs.waiting, (unsigned long long)qs.met,
-	    (unsigned long long)qs.timeouts);
+	    (unsigned long long)qs.timeouts,
+	    (unsigned long long)qs.interrupted);
 	free(a);
 	return rc;
 }
@@ -261,10 +263,12 @@ render_metrics_acks(struct odofs *o, struct buf *out)
 	    "# TYPE odofs_fsync_quorum_total counter\n"
 	    "odofs_fsync_quorum_total{result=\"met\"} %llu\n"
 	    "odofs_fsync_quorum_total{result=\"timeout\"} %llu\n"
+	    "odofs_fsync_quorum_total{result=\"interrupted\"} %llu\n"
 	    "# HELP odofs_fsync_quorum_waiting fsync() calls waiting now.\n"
 	    "# TYPE odofs_fsync_quorum_waiting gauge\n"
 	    "odofs_fsync_quorum_waiting %u\n", (unsigned long long)qs.met,
-	    (unsigned long long)qs.timeouts, qs.waiting);
+	    (unsigned long long)qs.timeouts,
+	    (unsigned long long)qs.interrupted, qs.waiting);
 	free(a);
 	return rc;
 }

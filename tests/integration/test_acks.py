@@ -5,6 +5,8 @@ relayed by B."""
 import errno
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -61,7 +63,7 @@ def test_line_relays_acks_and_fsync_waits_for_two(line):
     assert replicas(c, "dev") == {}
     st = a.status()
     assert st["fsync"] == {"replicas": 2, "waiting": 0, "met": 1,
-                           "timeouts": 0}, st["fsync"]
+                           "timeouts": 0, "interrupted": 0}, st["fsync"]
     assert any(d["device"] == "dev" for d in st["replicas"])
     assert c.metric("odofs_ack_bytes_sent_total") > 0
 
@@ -86,6 +88,58 @@ def test_stopped_replica_times_out_then_counts_again(line):
     assert fsync_events(a, "dev", ["after-c-back"]) == 0
     assert replicas(a, "dev")["c"]["durable"] >= 4
     wait_converged(a, "dev", b, c)
+
+
+FSYNC_CHILD = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+os.write(fd, b"from-the-child\\n")
+os.fsync(fd)
+print("fsync returned")
+"""
+
+
+def test_signal_ends_a_waiting_fsync_at_once(nodes, certs):
+    """A process killed in a quorum fsync ends at once, not after the
+    timeout: for a fatal signal the kernel waits, uninterruptibly, until
+    the request is answered, so the daemon answers the interrupt with
+    EINTR (FUSE-NOTES §3).  The timeout here is 30 s; the process must be
+    gone within 2 s (15x margin; it takes milliseconds)."""
+    a = start(nodes, certs, "a", config=conf(exchange=False, extra=DUR % (1, 30000)))
+    b = start(nodes, certs, "b", [a.port], config=conf(exchange=False))
+    os.mkdir(a.path("dev"))
+    append(a, "dev", ["ev-1"])
+    wait_converged(a, "dev", b)
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        for n, sig in enumerate((signal.SIGTERM, signal.SIGKILL), start=1):
+            child = subprocess.Popen([sys.executable, "-c", FSYNC_CHILD,
+                                      a.path("dev", "events")],
+                                     stdout=subprocess.PIPE)
+            try:
+                # the barrier: its fsync waits in the daemon
+                wait_for(lambda: a.status()["fsync"]["waiting"] == 1,
+                         what="the child's fsync waiting")
+                t0 = time.monotonic()
+                child.send_signal(sig)
+                rc = child.wait(10)
+                took = time.monotonic() - t0
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+            assert rc == -sig and took < 2.0, (rc, took)
+            assert child.stdout.read() == b""
+            st = a.status()["fsync"]
+            assert st["waiting"] == 0 and st["interrupted"] == n, st
+            assert st["timeouts"] == 0, st
+            # the event stays
+            assert a.info("dev")["head"] == 1 + n
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    assert fsync_events(a, "dev", ["after-b-back"]) == 0
+    assert a.metric('odofs_fsync_quorum_total{result="interrupted"}') == 2
+    wait_converged(a, "dev", b)
 
 
 def test_quorum_fsync_off_and_replica_fsync_is_local(line):
