@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from bench import proc_cpu
+
 READERS = 200
 ROUNDS = 4
 TURNS = 8
@@ -34,12 +36,6 @@ def metric(mnt, name):
             if line.startswith(name + " "):
                 return int(line.split()[1])
     return 0
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one(top, binary, readers):
@@ -65,7 +61,7 @@ def one(top, binary, readers):
         fd = os.open(os.path.join(mnt, "x", "events"), os.O_WRONLY | os.O_APPEND)
         line = b"x" * 99 + b"\n"
         rates, total = [], 0
-        c0 = cpu_seconds(daemon.pid)
+        c0 = proc_cpu(daemon.pid)
         for _ in range(TURNS):
             n, t0 = 0, time.monotonic()
             stop = t0 + TURN_S
@@ -75,7 +71,7 @@ def one(top, binary, readers):
                 n += 50
             rates.append(n / (time.monotonic() - t0))
             total += n
-        cpu = (cpu_seconds(daemon.pid) - c0) * 1e6 / total
+        cpu = (proc_cpu(daemon.pid) - c0) * 1e6 / total
         os.close(fd)
         return statistics.median(rates), cpu
     finally:
