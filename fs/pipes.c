@@ -34,9 +34,12 @@
  * goes into /dev/fuse's one queue, ahead of the writers' requests, and a
  * worker takes it.  Answering hundreds at once made hundreds of processes
  * runnable and queued hundreds of reads ahead of an append: the writer
- * stalled for the whole burst, and the readers at its end were late.  A
- * reader that does not come back within PIPES_WINDOW_WAIT_US loses its
- * place, so a stalled one costs a round no more than that.
+ * stalled for the whole burst, and the readers at its end were late.
+ * Only readers that come back promptly pace a round: once it has waited
+ * PIPES_WINDOW_WAIT_US in vain, the rest of the round is answered without
+ * waiting.  Readers that work on each batch before reading again, exit,
+ * or are stopped would otherwise cost the round that long for every place
+ * after the first PIPES_WINDOW, and delay every reader behind them.
  *
  * Exactly one reply per parked request (FUSE-NOTES §3).  A request becomes
  * deliverable (s->req) only after its interrupt callback is registered; the
@@ -136,6 +139,7 @@ struct pipes {
 	struct pipe_list pipes;
 	struct pipe_batch batch;	/* the delivery thread's */
 	_Atomic uint64_t open, parked, delivered, rounds, wakeups;
+	_Atomic uint64_t slow_rounds;	/* ended their window (readers slow) */
 	/*
 	 * Open pipes of the devices whose index is i modulo PIPES_BUCKETS,
 	 * and open firehose pipes: a commit to a device with no pipe wakes
@@ -688,43 +692,36 @@ pipes_release(struct pipes *p, struct pipe_batch *b)
 	b->n = 0;
 }
 
-/*
- * Takes pipe b->v[i] out of the window if it is still there.  Returns
- * whether it was.
- */
-static bool
+/* Takes pipe b->v[i] out of the window if it is still there. */
+static void
 pipes_unwindow(struct pipes *p, struct pipe_batch *b, size_t i)
 {
 	struct pipe *s = b->v[i];
-	bool was;
 
 	pthread_mutex_lock(&s->lock);
-	was = s->out;
-	if (was) {
+	if (s->out) {
 		s->out = false;
 		atomic_fetch_sub(&p->out, 1);
 	}
 	pthread_mutex_unlock(&s->lock);
-	return was;
 }
 
 /*
  * Waits until the window has room for more answers: when PIPES_WINDOW
  * readers answered in this round (b->v[0..i-1]) have not sent their next
- * read yet, until half of them have (one wake-up for several answers).  A
- * reader that is not back after PIPES_WINDOW_WAIT_US loses its place,
- * oldest first (*oldest: where to look), so that a stalled reader costs
- * the round no more than that.
+ * read yet, until half of them have (one wake-up for several answers), or
+ * for PIPES_WINDOW_WAIT_US.  Returns false when that time ran out: the
+ * readers are not coming back soon, and waiting for them any more would
+ * only delay the others.  The caller then ends the window.
  */
-static void
-pipes_window_wait(struct pipes *p, struct pipe_batch *b, size_t i,
-    size_t *oldest)
+static bool
+pipes_window_wait(struct pipes *p)
 {
 	struct timespec ts;
 	int rc = 0;
 
 	if (atomic_load(&p->out) < PIPES_WINDOW)
-		return;
+		return true;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_nsec += PIPES_WINDOW_WAIT_US * 1000L;
 	ts.tv_sec += ts.tv_nsec / 1000000000L;
@@ -735,8 +732,7 @@ pipes_window_wait(struct pipes *p, struct pipe_batch *b, size_t i,
 		rc = pthread_cond_timedwait(&p->out_cond, &p->out_lock, &ts);
 	atomic_store(&p->out_wait, false);
 	pthread_mutex_unlock(&p->out_lock);
-	while (atomic_load(&p->out) >= PIPES_WINDOW && *oldest < i)
-		(void)pipes_unwindow(p, b, (*oldest)++);
+	return rc != ETIMEDOUT;
 }
 
 /*
@@ -748,29 +744,33 @@ pipes_window_wait(struct pipes *p, struct pipe_batch *b, size_t i,
  * takes it from /dev/fuse, in the same queue as the writers' requests.
  * Answering hundreds of readers in one burst would put hundreds of reads
  * ahead of an append and make hundreds of processes runnable at once, so
- * a round keeps at most PIPES_WINDOW readers answered and not back.
+ * a round keeps at most PIPES_WINDOW readers answered and not back, as
+ * long as they come back (pipes_window_wait()).
  */
 static size_t
 pipes_round(struct pipes *p, bool eof, struct pipe_pace *pc)
 {
 	struct pipe_batch *b = &p->batch;
 	struct pipe_share sh = { .valid = false };
-	size_t n, more, oldest = 0;
+	bool window = !eof;
+	size_t n, more;
 
 	sh.when = pipes_now_us();
 	pthread_mutex_lock(&p->lock);
 	more = pipes_collect(p, b, SIZE_MAX, eof, pc);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < b->n; i++) {
-		if (!eof)
-			pipes_window_wait(p, b, i, &oldest);
-		pipe_deliver(p, b->v[i], eof, true, &sh, !eof);
+		if (window && !pipes_window_wait(p)) {
+			window = false;
+			atomic_fetch_add(&p->slow_rounds, 1);
+		}
+		pipe_deliver(p, b->v[i], eof, true, &sh, window);
 	}
 	free(sh.buf);
 	n = b->n;
 	/* the window is the round's: the next starts empty */
-	for (size_t i = oldest; i < n; i++)
-		(void)pipes_unwindow(p, b, i);
+	for (size_t i = 0; i < n; i++)
+		pipes_unwindow(p, b, i);
 	pipes_release(p, b);
 	if (more > 0)
 		pipes_kick(p);	/* no memory for all of them: another round */
@@ -1045,6 +1045,7 @@ pipes_stats(struct pipes *p, struct pipes_stats *out)
 	out->delivered = atomic_load(&p->delivered);
 	out->rounds = atomic_load(&p->rounds);
 	out->wakeups = atomic_load(&p->wakeups);
+	out->slow_rounds = atomic_load(&p->slow_rounds);
 	out->behind = 0;
 	pthread_mutex_lock(&p->lock);
 	TAILQ_FOREACH(s, &p->pipes, link) {

@@ -392,11 +392,16 @@ render_metrics(struct odofs *o, struct buf *out)
 		    "# HELP odofs_live_wakeups_total Times the live delivery "
 		    "thread woke to look for reads to answer.\n"
 		    "# TYPE odofs_live_wakeups_total counter\n"
-		    "odofs_live_wakeups_total %llu\n",
+		    "odofs_live_wakeups_total %llu\n"
+		    "# HELP odofs_live_slow_rounds_total Delivery rounds that "
+		    "stopped pacing themselves on readers slow to read again.\n"
+		    "# TYPE odofs_live_slow_rounds_total counter\n"
+		    "odofs_live_slow_rounds_total %llu\n",
 		    (unsigned long long)ps.open, (unsigned long long)ps.parked,
 		    (unsigned long long)ps.delivered,
 		    (unsigned long long)ps.behind,
-		    (unsigned long long)ps.wakeups);
+		    (unsigned long long)ps.wakeups,
+		    (unsigned long long)ps.slow_rounds);
 	}
 	if (o->peering != NULL)
 		rc |= peering_render_metrics(o->peering, out);

@@ -510,7 +510,7 @@ def start_readers(b, path, count, n, timeout=120, rsize=None, count_only=False):
         kw = {}
         if path == "-":
             kw["stdin"] = subprocess.PIPE
-        procs.append(b.popen([BIN["livereader"], "--timeout", str(timeout)] +
+        procs.append(b.popen([BIN["livereader"], "--timeout", str(timeout), "--linger"] +
                              (["--read", str(rsize)] if rsize else []) +
                              (["--count"] if count_only else []) +
                              [path, str(count)], stdout=subprocess.PIPE, **kw))
@@ -528,16 +528,24 @@ def collect_readers(b, procs, timeout=120, expect=None):
     errors = []
     reads = [0]
     deadline = time.monotonic() + timeout
+    # the readers linger once done: none exits while others still read
+    outs = []
     for p in procs:
-        try:
-            out, _ = p.communicate(timeout=max(1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            b.kill(p)
-            errors.append("a reader timed out")
+        ln = readline_timeout(p, max(0.0, deadline - time.monotonic()))
+        lines = [ln.decode(errors="replace").rstrip("\n")]
+        if lines[0].startswith("ok"):
+            # written with the first, in one flush (and select() cannot
+            # see what the first readline() has buffered already)
+            lines.append(p.stdout.readline().decode(errors="replace").rstrip("\n"))
+        outs.append(lines)
+    for p in procs:
+        b.kill(p)
+    for lines in outs:
+        if not lines[0]:
+            errors.append("a reader timed out or died")
             continue
-        lines = out.decode(errors="replace").splitlines()
-        if p.returncode != 0 or not lines or not lines[0].startswith("ok"):
-            errors.append(lines[0] if lines else "reader exit %s" % p.returncode)
+        if not lines[0].startswith("ok") or len(lines) < 2:
+            errors.append(lines[0])
             continue
         if expect is not None and lines[0].split()[1] != str(expect):
             errors.append("%s of %d events" % (lines[0], expect))
@@ -546,7 +554,6 @@ def collect_readers(b, procs, timeout=120, expect=None):
         for kv in lines[1].split()[1:]:
             k, v = kv.split(":")
             hist[int(k)] = hist.get(int(k), 0) + int(v)
-        b.kill(p)
     if errors:
         raise BenchError("%d of %d readers failed: %s" % (len(errors), len(procs), errors[0]))
     b.last_reads = reads[0]
