@@ -1133,6 +1133,10 @@ def w_fanout(b):
             r7.add(p, fp)
             r7m.add(m, fm)
             r7w.add(a, fa)
+            if alone < rate:
+                r7w.note = ("the writer alone (7a) went %s ev/s in this run: %s ev/s "
+                            "was beyond it even without readers"
+                            % (f"{alone:,.0f}", f"{rate:,}"))
             node.check()
     finally:
         node.stop()
