@@ -710,9 +710,9 @@ pipes_unwindow(struct pipes *p, struct pipe_batch *b, size_t i)
  * Waits until the window has room for more answers: when PIPES_WINDOW
  * readers answered in this round (b->v[0..i-1]) have not sent their next
  * read yet, until half of them have (one wake-up for several answers), or
- * for PIPES_WINDOW_WAIT_US.  Returns false when that time ran out: the
- * readers are not coming back soon, and waiting for them any more would
- * only delay the others.  The caller then ends the window.
+ * for PIPES_WINDOW_WAIT_US.  Returns false when that time ran out first:
+ * the readers are not coming back soon, and waiting for them any more
+ * would only delay the others.  The caller then ends the window.
  */
 static bool
 pipes_window_wait(struct pipes *p)
@@ -732,7 +732,8 @@ pipes_window_wait(struct pipes *p)
 		rc = pthread_cond_timedwait(&p->out_cond, &p->out_lock, &ts);
 	atomic_store(&p->out_wait, false);
 	pthread_mutex_unlock(&p->out_lock);
-	return rc != ETIMEDOUT;
+	/* only this thread adds to out: what is back stays back */
+	return atomic_load(&p->out) <= PIPES_WINDOW / 2;
 }
 
 /*
