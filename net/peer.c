@@ -79,12 +79,6 @@ peer_set_state(struct peer *pe, enum peer_state st, const char *reason)
 	}
 	if (pe->state != st)
 		pe->since = time(NULL);
-	/* a dial slot, or an active place, may have come free */
-	if ((pe->state == PEER_CONNECTING || pe->state == PEER_ACTIVE) &&
-	    st != pe->state && pe->pr->slots != NULL)
-		loop_task_post(pe->pr->slots);
-	if (st != PEER_LIFESUPPORT)
-		pe->slot_wait = false;
 	pe->state = st;
 	if (reason != NULL)
 		snprintf(pe->reason, sizeof(pe->reason), "%s", reason);
@@ -299,21 +293,12 @@ peer_dial(struct peer *pe)
 		return;
 	/* a link that was there a moment ago takes its old slot back */
 	if (!pe->rejoin && !peering_may_dial(p)) {
-		/*
-		 * Known, not connected: dialled as soon as a slot frees, in
-		 * the order the peers came to wait (peering_fill_slots()); the
-		 * timer only in case no slot ever frees by itself.
-		 */
-		if (!pe->slot_wait) {
-			pe->slot_wait = true;
-			pe->slot_since = loop_now_ms();
-		}
+		/* known, not connected: tried again when a slot may be free */
 		peer_set_state(pe, PEER_LIFESUPPORT, pe->reason[0] ? NULL :
 		    "waiting for a free peer slot");
 		loop_timer_arm(pe->timer, p->cfg->backoff_ms[0]);
 		return;
 	}
-	pe->slot_wait = false;
 	/*
 	 * Seeds are names an administrator gave, and go to the resolver
 	 * threads; anything learnt from peers must be a numeric address, so

@@ -70,34 +70,6 @@ peering_reap(void *arg)
 	}
 }
 
-/*
- * Dials the peers that wait for a free slot (peer_dial()), longest waiting
- * first, while slots are free.  Posted whenever a peer leaves connecting
- * or active.  Before, each waited for its own timer, backoff_ms[0], and
- * peers that learnt of many full nodes at once found the slot taken by
- * one of them at every turn: a leaf of a fleet that knew the one node
- * with room reached it only after a minute (the fleet's late switches).
- */
-static void
-peering_fill_slots(void *arg)
-{
-	struct peering *p = arg;
-
-	while (!atomic_load(&p->stopping) && peering_may_dial(p)) {
-		struct peer *next = NULL;
-
-		for (struct peer *pe = p->peers; pe != NULL; pe = pe->next)
-			if (pe->slot_wait && pe->conn == NULL &&
-			    !pe->resolving && (next == NULL ||
-			    pe->slot_since < next->slot_since))
-				next = pe;
-		if (next == NULL)
-			break;
-		next->slot_wait = false;	/* once per pass, whatever comes */
-		peer_dial(next);
-	}
-}
-
 struct peer *
 peering_find_id(struct peering *p, const char *id, const struct peer *not)
 {
@@ -377,8 +349,6 @@ peering_open(struct peering **out, const struct config *cfg,
 	    e)) < 0 ||
 	    (rc = loop_timer_add(&p->tick, p->loop, peering_tick, p, e)) < 0 ||
 	    (rc = loop_task_add(&p->reap, p->loop, peering_reap, p, e)) < 0 ||
-	    (rc = loop_task_add(&p->slots, p->loop, peering_fill_slots, p,
-	    e)) < 0 ||
 	    (rc = resolve_open(&p->resolver, p->loop, peering_resolved, p,
 	    e)) < 0)
 		goto fail;
@@ -448,7 +418,6 @@ peering_close(struct peering *p)
 	loop_timer_del(p->sync_tick);
 	loop_timer_del(p->probe_tick);
 	loop_task_del(p->reap);
-	loop_task_del(p->slots);
 	loop_close(p->loop);
 	if (p->listen_fd >= 0)
 		close(p->listen_fd);

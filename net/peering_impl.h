@@ -93,8 +93,6 @@ struct peer {
 	uint64_t probe_ms;			/* when it started */
 	bool redial_now;		/* closed for a path that is back */
 	bool rejoin;			/* restoring that link: slot held */
-	bool slot_wait;			/* to dial when a slot frees */
-	uint64_t slot_since;		/* ... since then, loop ms */
 	struct peer *next;
 };
 
@@ -126,7 +124,6 @@ struct peering {
 	atomic_bool committed;			/* journal commits to push */
 	atomic_bool wanted;			/* fsyncs wait: sync_wants_drain */
 	struct loop_task *reap;			/* frees dead entries */
-	struct loop_task *slots;		/* dials peers waiting for one */
 	struct peer *peers;
 	struct peer *dead;			/* unlinked, to free */
 	pthread_t thread;
