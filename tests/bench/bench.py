@@ -1472,13 +1472,19 @@ def w_ls(b):
     return [r12, r12p, r12w]
 
 
-def metric(d, name):
-    """One sample of d's .metrics by name and labels; 0 when absent."""
-    with open(d.p(".metrics")) as f:
+def mount_metric(mnt, name):
+    """One sample of the .metrics of the odofs mounted on mnt, by name and
+    labels; 0 when absent."""
+    with open(os.path.join(mnt, ".metrics")) as f:
         for line in f:
             if line.startswith(name + " "):
                 return int(line.split()[1])
     return 0
+
+
+def metric(d, name):
+    """One sample of daemon d's .metrics (mount_metric())."""
+    return mount_metric(d.mnt, name)
 
 
 def w_mesh(b):

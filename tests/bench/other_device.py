@@ -22,20 +22,12 @@ import sys
 import tempfile
 import time
 
-from bench import proc_cpu
+from bench import mount_metric, proc_cpu
 
 READERS = 200
 ROUNDS = 4
 TURNS = 8
 TURN_S = 0.25
-
-
-def metric(mnt, name):
-    with open(os.path.join(mnt, ".metrics")) as f:
-        for line in f:
-            if line.startswith(name + " "):
-                return int(line.split()[1])
-    return 0
 
 
 def one(top, binary, readers):
@@ -56,7 +48,7 @@ def one(top, binary, readers):
         os.mkdir(os.path.join(mnt, "y"))
         cats = [subprocess.Popen(["cat", os.path.join(mnt, "y", "live")],
                                  stdout=subprocess.DEVNULL) for _ in range(readers)]
-        while metric(mnt, "odofs_live_parked_reads") != readers:
+        while mount_metric(mnt, "odofs_live_parked_reads") != readers:
             time.sleep(0.01)
         fd = os.open(os.path.join(mnt, "x", "events"), os.O_WRONLY | os.O_APPEND)
         line = b"x" * 99 + b"\n"
