@@ -89,17 +89,13 @@ quorum_answer(struct waiter *w, int err)
 	free(w);
 }
 
-/* Takes the waiter of req out of list *lp.  Under lock. */
-static struct waiter *
-quorum_take(struct waiter **lp, fuse_req_t req)
+/* The parking list's link to req's waiter, or NULL.  Under lock. */
+static struct waiter **
+quorum_parked(struct quorum *q, fuse_req_t req)
 {
-	for (; *lp != NULL; lp = &(*lp)->next)
-		if ((*lp)->req == req) {
-			struct waiter *w = *lp;
-
-			*lp = w->next;
-			return w;
-		}
+	for (struct waiter **lp = &q->parking; *lp != NULL; lp = &(*lp)->next)
+		if ((*lp)->req == req)
+			return lp;
 	return NULL;
 }
 
@@ -112,7 +108,7 @@ static void
 quorum_interrupt(fuse_req_t req, void *arg)
 {
 	struct quorum *q = arg;
-	struct waiter *w, *prev = NULL;
+	struct waiter *w, *prev = NULL, **lp;
 
 	pthread_mutex_lock(&q->lock);
 	for (w = q->head; w != NULL && w->req != req; w = w->next)
@@ -120,13 +116,8 @@ quorum_interrupt(fuse_req_t req, void *arg)
 	if (w != NULL) {
 		quorum_unlink(q, prev, w);
 		q->interrupted++;
-	} else {
-		/* still parking: quorum_wait() answers it */
-		for (w = q->parking; w != NULL && w->req != req; w = w->next)
-			;
-		if (w != NULL)
-			w->intr = true;
-		w = NULL;
+	} else if ((lp = quorum_parked(q, req)) != NULL) {
+		(*lp)->intr = true;	/* still parking: quorum_wait() answers it */
 	}
 	pthread_mutex_unlock(&q->lock);
 	/* the callback may reply: libfuse holds a reference on req */
@@ -230,7 +221,7 @@ quorum_close(struct quorum *q)
 void
 quorum_wait(struct quorum *q, fuse_req_t req, uint32_t idx, uint64_t rev)
 {
-	struct waiter *w;
+	struct waiter *w, **lp;
 
 	if (holders_durable_count(q->holders, idx, rev, q->self) >= q->k) {
 		pthread_mutex_lock(&q->lock);
@@ -253,7 +244,8 @@ quorum_wait(struct quorum *q, fuse_req_t req, uint32_t idx, uint64_t rev)
 	/* may run quorum_interrupt() right here, if the signal came already */
 	fuse_req_interrupt_func(req, quorum_interrupt, q);
 	pthread_mutex_lock(&q->lock);
-	(void)quorum_take(&q->parking, req);
+	lp = quorum_parked(q, req);	/* only we take it off: it is there */
+	*lp = w->next;
 	if (w->intr) {
 		q->interrupted++;
 		pthread_mutex_unlock(&q->lock);
