@@ -30,6 +30,7 @@ const char *const peer_state_names[] = {
 };
 
 static void peer_timer(void *arg);
+static void peer_try(struct peer *pe, bool due);
 static void peer_conn_open(void *arg, struct conn *c);
 static void peer_conn_frame(void *arg, struct conn *c, uint8_t type,
     const uint8_t *payload, size_t len);
@@ -247,7 +248,7 @@ peer_timer(void *arg)
 		break;
 	}
 	case PEER_LIFESUPPORT:
-		peer_dial(pe);
+		peer_try(pe, true);
 		break;
 	case PEER_PURGATORY:
 		/*
@@ -280,23 +281,41 @@ peering_numeric(const char *host, uint16_t port, struct addrinfo **res)
 	return getaddrinfo(host, ps, &hints, res);
 }
 
-void
-peer_dial(struct peer *pe)
+/*
+ * Dials pe if a dial slot is free.  due: pe's own timer brought it here
+ * (not learning it, or a seed), so it has waited its turn already.
+ */
+static void
+peer_try(struct peer *pe, bool due)
 {
 	struct peering *p = pe->pr;
 	struct addrinfo *res = NULL;
 	char why[PEERING_REASON_MAX];
+	enum peering_room room;
+	uint64_t wait;
 	struct err e;
 	int rc;
 
 	if (atomic_load(&p->stopping) || pe->conn != NULL || pe->resolving)
 		return;
 	/* a link that was there a moment ago takes its old slot back */
-	if (!pe->rejoin && !peering_may_dial(p)) {
-		/* known, not connected: tried again when a slot may be free */
+	room = pe->rejoin ? PEERING_ROOM_FREE : peering_dial_room(p);
+	if (room != PEERING_ROOM_FREE) {
+		/*
+		 * Known, not connected: tried again when a slot may be free,
+		 * after backoff_ms[0], spread so that entries learnt together
+		 * take their turns one by one.  One whose turn has come but
+		 * finds the slot held by a dial under way (most dials of nodes
+		 * with no room end in a refusal within milliseconds) keeps its
+		 * turn and looks again shortly.  Learning many entries never
+		 * makes a node dial faster than one each backoff_ms[0].
+		 */
+		wait = p->cfg->backoff_ms[0];
+		if (due && room == PEERING_ROOM_SOON && wait > PEER_SLOT_SOON_MS)
+			wait = PEER_SLOT_SOON_MS;
 		peer_set_state(pe, PEER_LIFESUPPORT, pe->reason[0] ? NULL :
 		    "waiting for a free peer slot");
-		loop_timer_arm(pe->timer, p->cfg->backoff_ms[0]);
+		loop_timer_arm(pe->timer, peering_jitter(p, wait));
 		return;
 	}
 	/*
@@ -329,6 +348,12 @@ peer_dial(struct peer *pe)
 	peer_set_state(pe, PEER_CONNECTING, NULL);
 	/* TLS and the introduction, both, within handshake_ms */
 	loop_timer_arm(pe->timer, p->cfg->handshake_ms);
+}
+
+void
+peer_dial(struct peer *pe)
+{
+	peer_try(pe, false);
 }
 
 static void

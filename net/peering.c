@@ -101,15 +101,15 @@ peering_count(struct peering *p, int state)
 	return n;
 }
 
-/* Connections we dialled that are active or under way. */
+/* Connections we dialled that are in the given state. */
 static size_t
-peering_count_out(struct peering *p)
+peering_count_out(struct peering *p, enum peer_state state)
 {
 	size_t n = 0;
 
 	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next)
 		if (pe->conn != NULL && !conn_incoming(pe->conn) &&
-		    (pe->state == PEER_CONNECTING || pe->state == PEER_ACTIVE))
+		    pe->state == state)
 			n++;
 	return n;
 }
@@ -129,12 +129,21 @@ peering_count_conns(struct peering *p)
  * SPEC §7: max_peers bounds the active connections.  We dial at most half
  * of them (rounded up), so that every node keeps room for newcomers and a
  * fleet forms one overlay instead of full cliques; the rest are accepted.
+ * A slot is taken by a link or by a dial under way; the latter frees it
+ * within handshake_ms (a refusal, within milliseconds).
  */
-bool
-peering_may_dial(struct peering *p)
+enum peering_room
+peering_dial_room(struct peering *p)
 {
-	return peering_count(p, PEER_ACTIVE) < p->cfg->max_peers &&
-	    peering_count_out(p) < (p->cfg->max_peers + 1) / 2;
+	size_t slots = (p->cfg->max_peers + 1) / 2;
+	size_t links = peering_count_out(p, PEER_ACTIVE);
+
+	if (peering_count(p, PEER_ACTIVE) >= p->cfg->max_peers ||
+	    links >= slots)
+		return PEERING_ROOM_NONE;
+	if (links + peering_count_out(p, PEER_CONNECTING) >= slots)
+		return PEERING_ROOM_SOON;
+	return PEERING_ROOM_FREE;
 }
 
 /*
@@ -158,6 +167,28 @@ peering_full(struct peering *p, const char *id)
 		n += held;
 	}
 	return n >= p->cfg->max_peers;
+}
+
+/*
+ * A wait of ms, spread over [ms/2, 3ms/2].  Entries that wait for a free
+ * dial slot were mostly learnt together (one PEERS frame names several);
+ * with one fixed wait they would all fire together, one would take the
+ * slot and the rest wait again, so a node tried one of them per wait and
+ * could reach the one with room only after minutes.  Spread, they fire
+ * one by one and each finds the slot free again.  xorshift64*: no
+ * secret, only no two nodes and no two entries in step.
+ */
+uint64_t
+peering_jitter(struct peering *p, uint64_t ms)
+{
+	uint64_t x = p->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	p->rng = x;
+	x *= 0x2545f4914f6cdd1dull;
+	return ms / 2 + (x >> 11) % (ms + 1);
 }
 
 static void
@@ -329,6 +360,7 @@ peering_open(struct peering **out, const struct config *cfg,
 	buf_init(&p->frame, PEERING_FRAME_BUF);
 	if (getrandom(&p->nonce, sizeof(p->nonce), 0) != sizeof(p->nonce))
 		p->nonce = (uint64_t)time(NULL) ^ (uint64_t)getpid();
+	p->rng = p->nonce | 1;
 	if ((rc = tls_ctx_open(&p->tls, cfg->tls_cert, cfg->tls_key,
 	    cfg->tls_ca, e)) < 0)
 		goto fail;

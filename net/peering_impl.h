@@ -58,6 +58,7 @@
 #define PEERING_KNOWN_MIN	64	/* entries kept: max_peers x 4, at least */
 #define PEERING_RESEED_MS	60000	/* seeds' names resolved again */
 #define PEER_PROBE_MS		250	/* path checks of stalled connections */
+#define PEER_SLOT_SOON_MS	100	/* a dial waits for one under way */
 
 enum peer_state {
 	PEER_CONNECTING,
@@ -112,6 +113,7 @@ struct peering {
 	struct journal *journal;
 	char id[WIRE_ID_MAX + 1];
 	uint64_t nonce;
+	uint64_t rng;				/* peering_jitter's state */
 	struct loop *loop;
 	struct tls_ctx *tls;
 	int listen_fd;
@@ -149,8 +151,14 @@ struct peer *peering_find_addr(struct peering *p, const char *host,
     uint16_t port,
     const struct peer *not);
 size_t peering_count(struct peering *p, int state);
-bool peering_may_dial(struct peering *p);
+enum peering_room {
+	PEERING_ROOM_FREE,	/* a dial slot is free */
+	PEERING_ROOM_SOON,	/* dials under way hold the free ones */
+	PEERING_ROOM_NONE,	/* links hold them all, or max_peers is reached */
+};
+enum peering_room peering_dial_room(struct peering *p);
 bool peering_full(struct peering *p, const char *id);
+uint64_t peering_jitter(struct peering *p, uint64_t ms);
 
 /* peer.c */
 void peer_set_state(struct peer *pe, enum peer_state st, const char *reason);

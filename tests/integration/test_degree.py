@@ -4,6 +4,7 @@ one connected overlay of bounded degree, and data reaches nodes that are
 not connected to its source by relay (§8.2)."""
 import os
 import threading
+import time
 
 from conftest import free_port, wait_for
 from test_replication import CONF, start
@@ -103,3 +104,48 @@ def test_full_node_names_its_peers(nodes, certs):
     assert a.active() == ["b"]
     assert "at max_peers (1)" in c.log()
     assert "peer b (127.0.0.1:%d) learnt from a" % b.port in c.log()
+
+
+def test_peers_learnt_together_are_all_tried_soon(nodes, certs):
+    """A leaf dials a hub and learns the hub's eight peers (all full) from
+    one PEERS frame while one of its two dial slots is the hub's.  The
+    eight wait for the other slot; each must be tried soon, not one a peering.backoff_ms[0].  Seen
+    in a fleet: a leaf knew the one node with room but dialled it a minute
+    later, because all its waiting entries fired together on one timer,
+    one took the slot and the rest waited again.
+
+    The old code tried them one a backoff_ms[0] (1 s here): the last after
+    7 s.  Now each waits its own turn, spread over [0.5, 1.5] s, and one
+    whose turn finds the slot held by a dial under way (a refusal takes
+    milliseconds) looks again 50 - 150 ms later: all are tried within
+    1.5 s and a little (0.95 - 1.49 s measured, under ASan too).  The
+    bound is twice the longest turn."""
+    k = 8
+    b = 1000
+    hub = start(nodes, certs, "n00", config=CONF % ("max_peers = %d;" % (k + 1), ""))
+    full = [start(nodes, certs, "n%02d" % (1 + i), [hub.port],
+                  config=CONF % ("max_peers = 1;", "")) for i in range(k)]
+    wait_for(lambda: hub.active() == sorted(f.id for f in full), what="the hub's peers")
+    cfg = ("peering: { tick_ms = 100; heartbeat_ms = 60000; handshake_ms = 3000; "
+           "backoff_ms = [ %d, 60000 ]; max_peers = 4; };\n" % b)
+    leaf = start(nodes, certs, "n%02d" % (1 + k), [hub.port], config=cfg)
+    # a learnt entry has no id until it is introduced: known by address
+    fulls = set("127.0.0.1:%d" % f.port for f in full)
+
+    def learnt():
+        return fulls <= set(p["address"] for p in leaf.peers())
+    wait_for(learnt, interval=0.02, what="the leaf learnt the hub's peers")
+    t0 = time.monotonic()
+
+    def tried():
+        # an entry refused twice more would be forgotten: none is by then
+        seen = {p["address"]: p["attempt"] for p in leaf.peers()
+                if p["address"] in fulls}
+        return len(seen) == k and min(seen.values()) >= 1
+    wait_for(tried, timeout=30, interval=0.02, what="every learnt peer tried")
+    took = time.monotonic() - t0
+    print("all %d learnt peers tried after %.2f s" % (k, took))
+    assert took <= 2 * 1.5 * b / 1000, "the last learnt peer was tried after %.2f s" % took
+    assert leaf.active() == [hub.id]
+    for f in full:
+        assert "at max_peers (1)" in f.log()
