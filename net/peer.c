@@ -307,8 +307,9 @@ peer_try(struct peer *pe, bool due)
 		 * take their turns one by one.  One whose turn has come but
 		 * finds the slot held by a dial under way (most dials of nodes
 		 * with no room end in a refusal within milliseconds) keeps its
-		 * turn and looks again shortly.  Learning many entries never
-		 * makes a node dial faster than one each backoff_ms[0].
+		 * turn and looks again shortly (while a dial that hangs holds
+		 * the slot, up to handshake_ms).  However many are learnt, an
+		 * entry is dialled at most once a turn.
 		 */
 		wait = p->cfg->backoff_ms[0];
 		if (due && room == PEERING_ROOM_SOON && wait > PEER_SLOT_SOON_MS)
