@@ -109,10 +109,11 @@ def test_full_node_names_its_peers(nodes, certs):
 def test_peers_learnt_together_are_all_tried_soon(nodes, certs):
     """A leaf dials a hub and learns the hub's eight peers (all full) from
     one PEERS frame while one of its two dial slots is the hub's.  The
-    eight wait for the other slot; each must be tried soon, not one a peering.backoff_ms[0].  Seen
-    in a fleet: a leaf knew the one node with room but dialled it a minute
-    later, because all its waiting entries fired together on one timer,
-    one took the slot and the rest waited again.
+    eight wait for the other slot; each must be tried soon, not one each
+    peering.backoff_ms[0].  Seen in a fleet: a leaf knew the one node with
+    room but dialled it a minute later, because all its waiting entries
+    fired together on one timer, one took the slot and the rest waited
+    again.
 
     The old code tried them one a backoff_ms[0] (1 s here): the last after
     7 s.  Now each waits its own turn, spread over [0.5, 1.5] s, and one
@@ -138,7 +139,8 @@ def test_peers_learnt_together_are_all_tried_soon(nodes, certs):
     t0 = time.monotonic()
 
     def tried():
-        # an entry refused twice more would be forgotten: none is by then
+        # a learnt entry is forgotten at its third refusal, which the
+        # second step of backoff_ms puts 60 s on: all are still listed
         seen = {p["address"]: p["attempt"] for p in leaf.peers()
                 if p["address"] in fulls}
         return len(seen) == k and min(seen.values()) >= 1
