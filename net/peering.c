@@ -101,19 +101,6 @@ peering_count(struct peering *p, int state)
 	return n;
 }
 
-/* Connections we dialled that are in the given state. */
-static size_t
-peering_count_out(struct peering *p, enum peer_state state)
-{
-	size_t n = 0;
-
-	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next)
-		if (pe->conn != NULL && !conn_incoming(pe->conn) &&
-		    pe->state == state)
-			n++;
-	return n;
-}
-
 /* Entries with a connection (any state). */
 static size_t
 peering_count_conns(struct peering *p)
@@ -136,12 +123,21 @@ enum peering_room
 peering_dial_room(struct peering *p)
 {
 	size_t slots = (p->cfg->max_peers + 1) / 2;
-	size_t links = peering_count_out(p, PEER_ACTIVE);
+	size_t active = 0, links = 0, dials = 0;
 
-	if (peering_count(p, PEER_ACTIVE) >= p->cfg->max_peers ||
-	    links >= slots)
+	for (struct peer *pe = p->peers; pe != NULL; pe = pe->next) {
+		bool out = pe->conn != NULL && !conn_incoming(pe->conn);
+
+		if (pe->state == PEER_ACTIVE) {
+			active++;
+			links += out;
+		} else if (pe->state == PEER_CONNECTING) {
+			dials += out;
+		}
+	}
+	if (active >= p->cfg->max_peers || links >= slots)
 		return PEERING_ROOM_NONE;
-	if (links + peering_count_out(p, PEER_CONNECTING) >= slots)
+	if (links + dials >= slots)
 		return PEERING_ROOM_SOON;
 	return PEERING_ROOM_FREE;
 }
