@@ -1047,6 +1047,21 @@ def quiet_pipes(d, readers, timeout=30):
     raise BenchError("live readers did not settle")
 
 
+def writer_turn(fd, seq, secs):
+    """One writer's turn: latency events from seq on, one write() each, to
+    fd as fast as they go for secs.  Returns (the next seq, events/s)."""
+    w = os.write
+    mono = time.monotonic_ns
+    n = seq
+    t0 = mono()
+    stop = t0 + int(secs * 1e9)
+    while mono() < stop:
+        for _ in range(50):
+            w(fd, lat_line(n))
+            n += 1
+    return n, (n - seq) / ((mono() - t0) / 1e9)
+
+
 def alone_vs_readers(b, node, d, readers, secs, turns):
     """7a/7b: one writer as fast as it goes, in `turns` turns each way of
     secs / turns, alternately (ABBA) to device d-a (no reader) and to d-m
@@ -1068,22 +1083,13 @@ def alone_vs_readers(b, node, d, readers, secs, turns):
             fds[k] = os.open(node.p("%s-%s" % (d, k), "events"),
                              os.O_WRONLY | os.O_APPEND)
         quiet_pipes(node, readers)
-        w = os.write
-        mono = time.monotonic_ns
         for turn in range(2 * turns):
             k = "am"[turn % 2] if (turn // 2) % 2 == 0 else "ma"[turn % 2]
-            fd, n = fds[k], sent[k]
-            t0 = mono()
-            stop = t0 + int(secs / turns * 1e9)
-            while mono() < stop:
-                for _ in range(50):
-                    w(fd, lat_line(n))
-                    n += 1
-            rates[k].append((n - sent[k]) / ((mono() - t0) / 1e9))
-            sent[k] = n
+            sent[k], rate = writer_turn(fds[k], sent[k], secs / turns)
+            rates[k].append(rate)
             if k == "m":
                 quiet_pipes(node, readers)
-        w(fds["m"], lat_line(sent["m"], end=True))
+        os.write(fds["m"], lat_line(sent["m"], end=True))
         collect_readers(b, procs, timeout=300, expect=sent["m"])
     finally:
         for fd in fds.values():

@@ -24,7 +24,6 @@ import os
 import random
 import statistics
 import sys
-import time
 
 import bench as B
 
@@ -56,21 +55,13 @@ def main():
         for x in nodes:
             B.quiet_pipes(x["node"], READERS)
         rates = {(i, k): [] for i in range(len(nodes)) for k in "am"}
-        mono = time.monotonic_ns
         for _ in range(a.cycles):
             order = [(i, k) for i in range(len(nodes)) for k in "am"]
             random.shuffle(order)
             for i, k in order:
                 x = nodes[i]
-                fd, n = x["fds"][k], x["sent"][k]
-                t0 = mono()
-                stop = t0 + int(a.turn * 1e9)
-                while mono() < stop:
-                    for _ in range(50):
-                        os.write(fd, B.lat_line(n))
-                        n += 1
-                rates[(i, k)].append((n - x["sent"][k]) / ((mono() - t0) / 1e9))
-                x["sent"][k] = n
+                x["sent"][k], rate = B.writer_turn(x["fds"][k], x["sent"][k], a.turn)
+                rates[(i, k)].append(rate)
                 if k == "m":
                     B.quiet_pipes(x["node"], READERS)
         for i, path in enumerate(a.bins):
