@@ -139,6 +139,7 @@ struct pipes {
 	struct pipe_list pipes;
 	struct pipe_batch batch;	/* the delivery thread's */
 	_Atomic uint64_t open, parked, delivered, rounds, wakeups;
+	_Atomic uint64_t polling;	/* pipes with a poll handle */
 	_Atomic uint64_t slow_rounds;	/* ended their window (readers slow) */
 	/*
 	 * Open pipes of the devices whose index is i modulo PIPES_BUCKETS,
@@ -213,6 +214,16 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	 */
 	if (atomic_load(&p->watching[idx % PIPES_BUCKETS]) == 0 &&
 	    atomic_load(&p->firehoses) == 0)
+		return;
+	/*
+	 * No read parked and no poll waiting: every reader is busy with its
+	 * last answer, or stopped.  There is nothing to answer, and a wake-up
+	 * for every append would cost the writer half its speed.  A read or
+	 * poll that comes later counts itself in before it looks at the
+	 * head, and this commit stored the head before looking here: one of
+	 * the two sees the other (pipes_read()).
+	 */
+	if (atomic_load(&p->parked) == 0 && atomic_load(&p->polling) == 0)
 		return;
 	/*
 	 * A few parked readers are answered here, in the committing thread:
@@ -426,8 +437,9 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 		atomic_store(&s->waiting, true);
 	}
 	/*
-	 * A commit after this look sees s waiting and wakes a deliverer; one
-	 * since the look above was not for us: have it delivered now.
+	 * A commit after this look sees s waiting (and p->parked counted)
+	 * and wakes a deliverer; one since the look above was not for us:
+	 * have it delivered now.
 	 */
 	ready = !intr && pipe_ready(p, s);
 	pthread_mutex_unlock(&s->lock);
@@ -456,6 +468,8 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
 		} else {
 			if (s->ph != NULL)
 				fuse_pollhandle_destroy(s->ph);
+			else
+				atomic_fetch_add(&p->polling, 1);
 			s->ph = ph;
 			atomic_store(&s->waiting, true);
 		}
@@ -579,6 +593,7 @@ pipe_deliver(struct pipes *p, struct pipe *s, bool eof, bool notify,
 		} else {
 			ph = s->ph;
 			s->ph = NULL;
+			atomic_fetch_sub(&p->polling, 1);
 		}
 	}
 	atomic_store(&s->waiting, s->req != NULL || s->ph != NULL);
@@ -669,8 +684,10 @@ pipe_free(struct pipes *p, struct pipe *s)
 	/* a release follows every reply: nothing can be parked here */
 	if (s->req != NULL)
 		log_warnx("live pipe closed with a parked read");
-	if (s->ph != NULL)
+	if (s->ph != NULL) {
 		fuse_pollhandle_destroy(s->ph);
+		atomic_fetch_sub(&p->polling, 1);
+	}
 	journal_pin_free(p->journal, s->pin);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
