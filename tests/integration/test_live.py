@@ -536,3 +536,58 @@ def test_readers_busy_elsewhere_cost_appends_no_wakeups(node):
             t.join(10)
         for fd in fds:
             os.close(fd)
+
+
+@pytest.mark.parametrize("readers", [3, 12])
+def test_no_reader_misses_a_commit_racing_its_next_read(node, readers):
+    """An append wakes no deliverer when no read is parked; a read that
+    parks just after must then find the event itself.  Readers here read
+    again at once or after a short pause, in random order, and each round
+    appends one event and waits for every reader to have it: that append
+    is the round's only wake-up, so a read that raced it and was missed
+    would hang the round.  3 readers are answered by the committing
+    thread, 12 by the delivery thread.  A round that takes 10 s is a hang,
+    not a slow machine (a round takes a few ms)."""
+    import random
+    rounds = 300
+    os.mkdir(node.path("d"))
+    fds = [os.open(node.path("d", "live"), os.O_RDONLY) for _ in range(readers)]
+    got = [bytearray() for _ in range(readers)]
+    cond = threading.Condition()
+    stop = threading.Event()
+
+    def consumer(i):
+        rnd = random.Random(i)
+        while not stop.is_set():
+            data = os.read(fds[i], 65536)
+            with cond:
+                got[i] += data
+                cond.notify_all()
+            pause = rnd.choice((0, 0, 0.00005, 0.0002, 0.001))
+            if pause:
+                time.sleep(pause)
+
+    threads = [threading.Thread(target=consumer, args=(i,), daemon=True)
+               for i in range(readers)]
+    fd = os.open(node.path("d", "events"), os.O_WRONLY | os.O_APPEND)
+    try:
+        for t in threads:
+            t.start()
+        wait_parked(node, readers)
+        want = bytearray()
+        for r in range(rounds):
+            line = b"r%04d\n" % r
+            want += line
+            os.write(fd, line)
+            with cond:
+                ok = cond.wait_for(lambda: all(len(g) >= len(want) for g in got), 10)
+            assert ok, "round %d: a reader never got the event" % r
+        assert all(bytes(g) == bytes(want) for g in got)
+    finally:
+        stop.set()
+        os.write(fd, b"unblock\n")
+        os.close(fd)
+        for t in threads:
+            t.join(10)
+        for f in fds:
+            os.close(f)
