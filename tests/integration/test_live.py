@@ -32,6 +32,16 @@ def append(node, dev, *lines):
         f.write("".join(l + "\n" for l in lines))
 
 
+def append_each(node, dev, lines):
+    """One write() per line, as a logging process appends."""
+    fd = os.open(node.path(dev, "events"), os.O_WRONLY | os.O_APPEND)
+    try:
+        for line in lines:
+            os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
 def spawn(cmd, out_path):
     out = open(out_path, "wb")
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -360,12 +370,7 @@ def test_fanout_coalesces_and_delivers_everything(node, tmp_path):
         wait_parked(node, readers)
         reads = node.metric("odofs_reads_total")
         t = time.monotonic()
-        fd = os.open(node.path("d", "events"), os.O_WRONLY | os.O_APPEND)
-        try:
-            for i in range(events):
-                os.write(fd, b"e-%05d\n" % i)
-        finally:
-            os.close(fd)
+        append_each(node, "d", (b"e-%05d\n" % i for i in range(events)))
         wrote = time.monotonic() - t
         want = b"".join(b"e-%05d\n" % i for i in range(events))
         wait_for(lambda: all(os.path.getsize(o) == len(want) for o in outs),
@@ -514,12 +519,7 @@ def test_readers_busy_elsewhere_cost_appends_no_wakeups(node):
                  node.metric("odofs_live_parked_reads") == 0,
                  what="every reader holds its first answer")
         woken = node.metric("odofs_live_wakeups_total")
-        fd = os.open(node.path("d", "events"), os.O_WRONLY | os.O_APPEND)
-        try:
-            for i in range(appends):
-                os.write(fd, b"e%04d\n" % i)
-        finally:
-            os.close(fd)
+        append_each(node, "d", (b"e%04d\n" % i for i in range(appends)))
         woken = node.metric("odofs_live_wakeups_total") - woken
         print("%d appends with %d readers busy: %d wake-ups" % (appends, readers, woken))
         assert woken < appends / 20
