@@ -6,6 +6,7 @@ parked, so no test sleeps for a fixed time to "let it start".
 """
 import errno
 import os
+import random
 import select
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import anon_rss_kb, free_port, Node, read_file, sh, wait_for
+from conftest import anon_rss_kb, free_port, read_file, wait_for
 
 # peers that find each other and subscribe quickly (see test_replication.py)
 PEER_CONF = ("peering: { tick_ms = 100; heartbeat_ms = 60000; handshake_ms = 3000; "
@@ -548,7 +549,6 @@ def test_no_reader_misses_a_commit_racing_its_next_read(node, readers):
     would hang the round.  3 readers are answered by the committing
     thread, 12 by the delivery thread.  A round that takes 10 s is a hang,
     not a slow machine (a round takes a few ms)."""
-    import random
     rounds = 300
     os.mkdir(node.path("d"))
     fds = [os.open(node.path("d", "live"), os.O_RDONLY) for _ in range(readers)]
