@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "noted.h"
 #include "pipes.h"
 
 #define PIPES_TICK_MS		1000	/* housekeeping: firehose pruning */
@@ -84,6 +85,8 @@
 #define PIPES_WINDOW_WAIT_US	2000
 /* under load, a read this close to the end waits for its turn */
 #define PIPES_NEAR_EVENTS	4096
+/* rounds start at least this far apart */
+#define PIPES_GAP_US		1000
 /* device pipes are counted in this many buckets, by device index */
 #define PIPES_BUCKETS		1024
 
@@ -118,6 +121,7 @@ struct pipe {
 	/* under p->lock */
 	unsigned refs;			/* the open file's, one per delivery */
 	TAILQ_ENTRY(pipe) link;		/* p->pipes, until closed */
+	TAILQ_ENTRY(pipe) dlink;	/* its device's list, or p->fhpipes */
 };
 
 TAILQ_HEAD(pipe_list, pipe);
@@ -137,10 +141,17 @@ struct pipes {
 	atomic_bool stopping;
 	pthread_mutex_t lock;		/* protects pipes, every pipe's refs */
 	struct pipe_list pipes;
+	/* under lock: each device's pipes (NULL: none yet), .live's */
+	struct pipe_list **bydev;
+	uint32_t nbydev;
+	struct pipe_list fhpipes;
+	/* what a round looks at: the devices (and .live) noted since the last */
+	struct noted noted;
 	struct pipe_batch batch;	/* the delivery thread's */
 	_Atomic uint64_t open, parked, delivered, rounds, wakeups;
 	_Atomic uint64_t polling;	/* pipes with a poll handle */
 	_Atomic uint64_t slow_rounds;	/* ended their window (readers slow) */
+	_Atomic uint64_t examined;	/* pipes looked at for delivery */
 	/*
 	 * Open pipes of the devices whose index is i modulo PIPES_BUCKETS,
 	 * and open firehose pipes: a commit to a device with no pipe wakes
@@ -189,13 +200,34 @@ pipes_kick(struct pipes *p)
 	(void)!write(p->efd, &one, sizeof(one));
 }
 
+/*
+ * Notes what the next round must look at: device idx (with dev), the
+ * firehose (with fh).  Before every kick that is for data.
+ */
+static void
+pipes_mark(struct pipes *p, uint32_t idx, bool dev, bool fh)
+{
+	if (dev)
+		noted_device(&p->noted, idx);
+	if (fh)
+		noted_firehose(&p->noted);
+}
+
+/* Notes s's device, or the firehose, for the next round. */
+static void
+pipes_mark_pipe(struct pipes *p, const struct pipe *s)
+{
+	pipes_mark(p, s->cur.idx, s->cur.kind == PIPE_DEVICE,
+	    s->cur.kind == PIPE_FIREHOSE);
+}
+
 struct pipe_share;
 static bool pipe_deliver(struct pipes *p, struct pipe *s, bool eof,
     bool notify, struct pipe_share *sh, bool window);
 static bool pipe_ready(struct pipes *p, const struct pipe *s);
 struct pipe_pace;
-static size_t pipes_collect(struct pipes *p, struct pipe_batch *b,
-    size_t max, bool eof, struct pipe_pace *pc);
+static size_t pipes_collect_all(struct pipes *p, struct pipe_batch *b,
+    size_t max, bool eof, struct pipe_pace *pc, bool remark);
 static void pipes_release(struct pipes *p, struct pipe_batch *b);
 
 void
@@ -204,7 +236,7 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	struct pipes *p = arg;
 	struct pipe *mine[PIPES_INLINE_MAX];
 	struct pipe_batch b = { mine, 0, PIPES_INLINE_MAX };
-	bool polled = false;
+	bool polled = false, dev, fh;
 	size_t more;
 
 	(void)head;
@@ -212,8 +244,9 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	 * No pipe on this device (nor .live): no wake-up, a syscall and a
 	 * context switch, and no walk of every other device's pipes.
 	 */
-	if (atomic_load(&p->watching[idx % PIPES_BUCKETS]) == 0 &&
-	    atomic_load(&p->firehoses) == 0)
+	dev = atomic_load(&p->watching[idx % PIPES_BUCKETS]) != 0;
+	fh = atomic_load(&p->firehoses) != 0;
+	if (!dev && !fh)
 		return;
 	/*
 	 * No read parked and no poll waiting: every reader is busy with its
@@ -234,17 +267,22 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	if (atomic_load(&p->parked) > PIPES_INLINE_MAX ||
 	    atomic_load(&p->open) > PIPES_INLINE_MAX * 4 ||
 	    atomic_load(&p->stopping) || pthread_mutex_trylock(&p->lock) != 0) {
+		pipes_mark(p, idx, dev, fh);
 		pipes_kick(p);
 		return;
 	}
-	more = pipes_collect(p, &b, PIPES_INLINE_MAX, false, NULL);
+	/* at most PIPES_INLINE_MAX * 4 pipes: a walk of them all is cheap */
+	more = pipes_collect_all(p, &b, PIPES_INLINE_MAX, false, NULL, false);
 	pthread_mutex_unlock(&p->lock);
 	/* no poll notification from inside a request (FUSE-NOTES §2) */
 	for (size_t i = 0; i < b.n; i++)
 		polled |= pipe_deliver(p, b.v[i], false, false, NULL, false);
 	pipes_release(p, &b);
-	if (polled || more > 0)
+	if (polled || more > 0) {
+		/* those may be any device's */
+		noted_everything(&p->noted);
 		pipes_kick(p);
+	}
 }
 
 /*
@@ -387,6 +425,9 @@ void
 pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
     bool nonblock)
 {
+	/* s may be freed once its read is parked: what pipes_mark() needs */
+	uint32_t idx = s->cur.idx;
+	bool fh = s->cur.kind == PIPE_FIREHOSE;
 	bool intr, ready;
 	char *buf = NULL;
 	ssize_t n;
@@ -447,8 +488,10 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 		fuse_reply_err(req, EINTR);
 		return;
 	}
-	if (ready)
+	if (ready) {
+		pipes_mark(p, idx, !fh, fh);
 		pipes_kick(p);
+	}
 }
 
 void
@@ -477,6 +520,8 @@ pipes_poll(struct pipes *p, struct pipe *s, fuse_req_t req,
 	/* as in pipes_read(): data since the look above is for a deliverer */
 	ready = ph != NULL && revents == 0 && pipe_ready(p, s);
 	pthread_mutex_unlock(&s->lock);
+	if (ready)
+		pipes_mark_pipe(p, s);	/* before the reply: s is still open */
 	fuse_reply_poll(req, revents);
 	if (ready)
 		pipes_kick(p);
@@ -627,53 +672,114 @@ struct pipe_pace {
 };
 
 /*
- * Collects into b, with a reference each, up to max pipes that wait for
- * data and have it and are due (pc NULL: all due; all that wait, with
- * eof).  Caller holds p->lock.  Returns how many more there were.
+ * Takes s into b, with a reference, if it waits for data and has it and
+ * is due (pc NULL: due; with eof, if it waits).  Caller holds p->lock.
+ * Returns false when s has data but is left for a later round: not due
+ * yet (counted in pc) or no room in b (counted in *more, up to max).
+ */
+static bool
+pipes_consider(struct pipes *p, struct pipe *s, struct pipe_batch *b,
+    size_t max, bool eof, struct pipe_pace *pc, size_t *more)
+{
+	uint64_t due = 0;
+	bool ready;
+
+	atomic_fetch_add_explicit(&p->examined, 1, memory_order_relaxed);
+	if (!atomic_load(&s->waiting))
+		return true;
+	pthread_mutex_lock(&s->lock);
+	ready = eof || pipe_ready(p, s);
+	if (ready && !eof && pc != NULL && pc->interval > 0)
+		due = s->last + pc->interval;
+	pthread_mutex_unlock(&s->lock);
+	if (!ready)
+		return true;
+	if (pc != NULL && due > pc->by) {
+		if (pc->later++ == 0 || due < pc->next)
+			pc->next = due;
+		return false;
+	}
+	if (b->n == max) {
+		(*more)++;
+		return false;
+	}
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 64;
+		struct pipe **v = realloc(b->v, cap * sizeof(*v));
+
+		/* no memory: another round gets the rest */
+		if (v == NULL) {
+			(*more)++;
+			return false;
+		}
+		b->v = v;
+		b->cap = cap;
+	}
+	s->refs++;
+	b->v[b->n++] = s;
+	return true;
+}
+
+/*
+ * Collects into b, with a reference each, up to max pipes of all that
+ * wait for data and have it and are due (pc NULL: all due; all that
+ * wait, with eof).  With remark, the pipes left for later are noted for
+ * the next round.  Caller holds p->lock.  Returns how many more there
+ * were.
  */
 static size_t
-pipes_collect(struct pipes *p, struct pipe_batch *b, size_t max, bool eof,
-    struct pipe_pace *pc)
+pipes_collect_all(struct pipes *p, struct pipe_batch *b, size_t max,
+    bool eof, struct pipe_pace *pc, bool remark)
 {
 	struct pipe *s;
 	size_t more = 0;
 
-	TAILQ_FOREACH(s, &p->pipes, link) {
-		uint64_t due = 0;
-		bool ready;
+	TAILQ_FOREACH(s, &p->pipes, link)
+		if (!pipes_consider(p, s, b, max, eof, pc, &more) && remark)
+			pipes_mark_pipe(p, s);
+	return more;
+}
 
-		if (!atomic_load(&s->waiting))
-			continue;
-		pthread_mutex_lock(&s->lock);
-		ready = eof || pipe_ready(p, s);
-		if (ready && !eof && pc != NULL && pc->interval > 0)
-			due = s->last + pc->interval;
-		pthread_mutex_unlock(&s->lock);
-		if (!ready)
-			continue;
-		if (pc != NULL && due > pc->by) {
-			if (pc->later++ == 0 || due < pc->next)
-				pc->next = due;
-			continue;
-		}
-		if (b->n == max) {
-			more++;
-			continue;
-		}
-		if (b->n == b->cap) {
-			size_t cap = b->cap ? 2 * b->cap : 64;
-			struct pipe **v = realloc(b->v, cap * sizeof(*v));
+/*
+ * Collects into b, as pipes_collect_all(), the pipes that wait, have data
+ * and are due among those of the devices (and the firehose) noted since
+ * the last round: a commit notes its device, and so does a read or poll
+ * that finds data as it parks, so no other pipe can have anything new.
+ * A device with pipes left for later stays noted.  With thousands of
+ * devices, a round costs what changed, not every open pipe.  Caller
+ * holds p->lock.  Returns how many more there were.
+ */
+static size_t
+pipes_collect_noted(struct pipes *p, struct pipe_batch *b,
+    struct pipe_pace *pc)
+{
+	struct noted_set ns;
+	struct pipe *s;
+	size_t more = 0;
+	bool left;
 
-			/* no memory: another round gets the rest */
-			if (v == NULL) {
-				more++;
-				continue;
-			}
-			b->v = v;
-			b->cap = cap;
-		}
-		s->refs++;
-		b->v[b->n++] = s;
+	noted_take(&p->noted, &ns);
+	if (ns.all)
+		return pipes_collect_all(p, b, SIZE_MAX, false, pc, true);
+	for (size_t i = 0; i < ns.n; i++) {
+		uint32_t idx = ns.dev[i];
+
+		if (idx >= p->nbydev || p->bydev[idx] == NULL)
+			continue;
+		left = false;
+		TAILQ_FOREACH(s, p->bydev[idx], dlink)
+			left |= !pipes_consider(p, s, b, SIZE_MAX, false, pc,
+			    &more);
+		if (left)
+			pipes_mark(p, idx, true, false);
+	}
+	if (ns.firehose) {
+		left = false;
+		TAILQ_FOREACH(s, &p->fhpipes, dlink)
+			left |= !pipes_consider(p, s, b, SIZE_MAX, false, pc,
+			    &more);
+		if (left)
+			pipes_mark(p, 0, false, true);
 	}
 	return more;
 }
@@ -775,7 +881,8 @@ pipes_round(struct pipes *p, bool eof, struct pipe_pace *pc)
 
 	sh.when = pipes_now_us();
 	pthread_mutex_lock(&p->lock);
-	more = pipes_collect(p, b, SIZE_MAX, eof, pc);
+	more = eof ? pipes_collect_all(p, b, SIZE_MAX, true, NULL, false) :
+	    pipes_collect_noted(p, b, pc);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < b->n; i++) {
 		if (window && !pipes_window_wait(p)) {
@@ -810,9 +917,7 @@ pipes_prune(struct pipes *p)
 
 	pthread_mutex_lock(&p->lock);
 	low = journal_firehose_watermark(p->journal);
-	TAILQ_FOREACH(s, &p->pipes, link) {
-		if (s->cur.kind != PIPE_FIREHOSE)
-			continue;
+	TAILQ_FOREACH(s, &p->fhpipes, dlink) {
 		pthread_mutex_lock(&s->lock);
 		if (s->cur.fh.seq < low)
 			low = s->cur.fh.seq;
@@ -864,7 +969,7 @@ pipes_main(void *arg)
 {
 	struct pipes *p = arg;
 	struct pollfd pfd = { .fd = p->efd, .events = POLLIN };
-	uint64_t n, next = 0;
+	uint64_t n, next = 0, last = 0;
 	uint64_t next_prune = pipes_now_ms() + PIPES_TICK_MS;
 
 	pthread_setname_np(pthread_self(), "odofs-live");
@@ -881,6 +986,10 @@ pipes_main(void *arg)
 				log_warn("live pipes: poll");
 				break;
 			}
+			if (r > 0 && (start = pipes_now_us()) <
+			    last + PIPES_GAP_US)
+				usleep((useconds_t)(last + PIPES_GAP_US -
+				    start));
 		} else if ((start = pipes_now_us()) < next) {
 			/* commits meanwhile only add to what is due then */
 			usleep((useconds_t)(next - start));
@@ -901,7 +1010,7 @@ pipes_main(void *arg)
 		atomic_fetch_add(&p->wakeups, 1);
 		/* kicks from here on ask for another round */
 		atomic_store(&p->kicked, false);
-		start = pipes_now_us();
+		last = start = pipes_now_us();
 		pc.interval = atomic_load(&p->interval);
 		pc.by = start + pc.interval / PIPES_SLOTS;
 		answered = pipes_round(p, false, &pc);
@@ -934,6 +1043,8 @@ pipes_start(struct pipes **out, struct journal *j, struct fuse_session *se,
 		pthread_condattr_destroy(&ca);
 	}
 	TAILQ_INIT(&p->pipes);
+	TAILQ_INIT(&p->fhpipes);
+	noted_init(&p->noted);
 	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		rc = err_set(e, -errno, "eventfd: %s", strerror(errno));
 		goto fail;
@@ -971,27 +1082,68 @@ pipes_free(struct pipes *p)
 	if (p->efd >= 0)
 		close(p->efd);
 	free(p->batch.v);
+	for (uint32_t i = 0; i < p->nbydev; i++)
+		free(p->bydev[i]);
+	free(p->bydev);
+	noted_fini(&p->noted);
 	pthread_cond_destroy(&p->out_cond);
 	pthread_mutex_destroy(&p->out_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
 
+/*
+ * The list of device idx's pipes, made if need be.  NULL: no memory.
+ * Caller holds p->lock.
+ */
+static struct pipe_list *
+pipes_device_list(struct pipes *p, uint32_t idx)
+{
+	if (idx >= p->nbydev) {
+		uint32_t n = p->nbydev ? 2 * p->nbydev : 64;
+		struct pipe_list **v;
+
+		while (n <= idx)
+			n *= 2;
+		if ((v = realloc(p->bydev, n * sizeof(*v))) == NULL)
+			return NULL;
+		memset(v + p->nbydev, 0, (n - p->nbydev) * sizeof(*v));
+		p->bydev = v;
+		p->nbydev = n;
+	}
+	if (p->bydev[idx] == NULL) {
+		if ((p->bydev[idx] = malloc(sizeof(*p->bydev[idx]))) == NULL)
+			return NULL;
+		TAILQ_INIT(p->bydev[idx]);
+	}
+	return p->bydev[idx];
+}
+
 static struct pipe *
-pipes_add(struct pipes *p, enum pipe_kind kind)
+pipes_add(struct pipes *p, enum pipe_kind kind, uint32_t idx)
 {
 	struct pipe *s = calloc(1, sizeof(*s));
+	struct pipe_list *l;
 
 	if (s == NULL)
 		return NULL;
 	pthread_mutex_init(&s->lock, NULL);
 	s->owner = p;
 	s->cur.kind = kind;
+	s->cur.idx = idx;
 	s->refs = 1;
 	pthread_mutex_lock(&p->lock);
+	l = kind == PIPE_FIREHOSE ? &p->fhpipes : pipes_device_list(p, idx);
+	if (l == NULL) {
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return NULL;
+	}
 	if (kind == PIPE_FIREHOSE)
 		journal_firehose_open(p->journal, &s->cur.fh);
 	TAILQ_INSERT_TAIL(&p->pipes, s, link);
+	TAILQ_INSERT_TAIL(l, s, dlink);
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_add(&p->open, 1);
 	return s;
@@ -1006,12 +1158,11 @@ pipes_open_device(struct pipes *p, uint32_t idx, uint64_t rev)
 	if (pin == NULL)
 		return NULL;
 	journal_pin_rev(pin, rev);
-	if ((s = pipes_add(p, PIPE_DEVICE)) == NULL) {
+	if ((s = pipes_add(p, PIPE_DEVICE, idx)) == NULL) {
 		journal_pin_free(p->journal, pin);
 		return NULL;
 	}
 	pthread_mutex_lock(&s->lock);
-	s->cur.idx = idx;
 	s->cur.rev = rev;
 	s->pin = pin;
 	pthread_mutex_unlock(&s->lock);
@@ -1023,7 +1174,7 @@ pipes_open_device(struct pipes *p, uint32_t idx, uint64_t rev)
 struct pipe *
 pipes_open_firehose(struct pipes *p)
 {
-	struct pipe *s = pipes_add(p, PIPE_FIREHOSE);
+	struct pipe *s = pipes_add(p, PIPE_FIREHOSE, 0);
 
 	if (s != NULL)
 		atomic_fetch_add(&p->firehoses, 1);
@@ -1040,8 +1191,12 @@ pipes_close(struct pipes *p, struct pipe *s)
 	pipe_back(p, s);
 	pthread_mutex_unlock(&s->lock);
 	TAILQ_REMOVE(&p->pipes, s, link);
-	if (s->cur.kind == PIPE_FIREHOSE)
+	if (s->cur.kind == PIPE_FIREHOSE) {
+		TAILQ_REMOVE(&p->fhpipes, s, dlink);
 		journal_firehose_close(p->journal);
+	} else {
+		TAILQ_REMOVE(p->bydev[s->cur.idx], s, dlink);
+	}
 	last = --s->refs == 0;
 	pthread_mutex_unlock(&p->lock);
 	if (s->cur.kind == PIPE_FIREHOSE)
@@ -1064,6 +1219,7 @@ pipes_stats(struct pipes *p, struct pipes_stats *out)
 	out->rounds = atomic_load(&p->rounds);
 	out->wakeups = atomic_load(&p->wakeups);
 	out->slow_rounds = atomic_load(&p->slow_rounds);
+	out->examined = atomic_load(&p->examined);
 	out->behind = 0;
 	pthread_mutex_lock(&p->lock);
 	TAILQ_FOREACH(s, &p->pipes, link) {

@@ -66,6 +66,7 @@ struct pipes_stats {
 	uint64_t behind;	/* pipes with events not read yet */
 	uint64_t wakeups;	/* delivery thread woken by a commit or read */
 	uint64_t slow_rounds;	/* rounds that stopped waiting for readers */
+	uint64_t examined;	/* pipes looked at for delivery */
 };
 void pipes_stats(struct pipes *p, struct pipes_stats *out);
 

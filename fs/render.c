@@ -396,12 +396,17 @@ render_metrics(struct odofs *o, struct buf *out)
 		    "# HELP odofs_live_slow_rounds_total Delivery rounds that "
 		    "stopped pacing themselves on readers slow to read again.\n"
 		    "# TYPE odofs_live_slow_rounds_total counter\n"
-		    "odofs_live_slow_rounds_total %llu\n",
+		    "odofs_live_slow_rounds_total %llu\n"
+		    "# HELP odofs_live_pipes_examined_total Live pipes the "
+		    "delivery rounds looked at.\n"
+		    "# TYPE odofs_live_pipes_examined_total counter\n"
+		    "odofs_live_pipes_examined_total %llu\n",
 		    (unsigned long long)ps.open, (unsigned long long)ps.parked,
 		    (unsigned long long)ps.delivered,
 		    (unsigned long long)ps.behind,
 		    (unsigned long long)ps.wakeups,
-		    (unsigned long long)ps.slow_rounds);
+		    (unsigned long long)ps.slow_rounds,
+		    (unsigned long long)ps.examined);
 	}
 	if (o->peering != NULL)
 		rc |= peering_render_metrics(o->peering, out);
