@@ -85,7 +85,7 @@
 #define PIPES_WINDOW_WAIT_US	2000
 /* under load, a read this close to the end waits for its turn */
 #define PIPES_NEAR_EVENTS	4096
-/* rounds start at least this far apart */
+/* rounds start at least this far apart (the latency it adds, at most) */
 #define PIPES_GAP_US		1000
 /* device pipes are counted in this many buckets, by device index */
 #define PIPES_BUCKETS		1024
@@ -975,7 +975,7 @@ pipes_main(void *arg)
 	pthread_setname_np(pthread_self(), "odofs-live");
 	while (!atomic_load(&p->stopping)) {
 		struct pipe_pace pc = { .later = 0 };
-		uint64_t start;
+		uint64_t start, due;
 		size_t answered;
 		int r = 1;
 
@@ -986,14 +986,16 @@ pipes_main(void *arg)
 				log_warn("live pipes: poll");
 				break;
 			}
-			if (r > 0 && (start = pipes_now_us()) <
-			    last + PIPES_GAP_US)
-				usleep((useconds_t)(last + PIPES_GAP_US -
-				    start));
-		} else if ((start = pipes_now_us()) < next) {
-			/* commits meanwhile only add to what is due then */
-			usleep((useconds_t)(next - start));
 		}
+		/*
+		 * Rounds start PIPES_GAP_US apart at the soonest: under load,
+		 * a commit would otherwise make a round of its own, each a
+		 * wake-up, when each pipe gets an event (a reader a device).
+		 * Commits meanwhile only add to what the round answers.
+		 */
+		due = next > last + PIPES_GAP_US ? next : last + PIPES_GAP_US;
+		if (r > 0 && (start = pipes_now_us()) < due)
+			usleep((useconds_t)(due - start));
 		if (pipes_now_ms() >= next_prune) {
 			/* on time, not when idle: a busy firehose needs it most */
 			pipes_prune(p);

@@ -488,6 +488,55 @@ def test_a_round_looks_only_at_the_devices_that_changed(node, tmp_path):
             stop(p)
 
 
+def test_commits_to_many_read_devices_share_rounds(node, tmp_path):
+    """One reader on each of 20 devices (more pipes than the committing
+    thread answers itself), and a writer appending to them in turn, one
+    event at least 0.3 ms after the last: every event is for another
+    reader, so nothing coalesces, and each commit used to make a delivery
+    round of its own (a wake-up of the delivery thread, and an eventfd
+    write in the writer's request).  Rounds now start at least 1 ms apart
+    and answer what came meanwhile: over the run there are at most one a
+    millisecond, plus the first.  That bound holds on any machine (a slow
+    one makes fewer rounds); a build without the gap made a round for
+    nearly every commit, about three a millisecond."""
+    devices, per = 20, 30
+    for d in range(devices):
+        os.mkdir(node.path("d%02d" % d))
+    outs = [str(tmp_path / ("r%d" % d)) for d in range(devices)]
+    procs = []
+    fds = []
+    try:
+        for d, o in enumerate(outs):
+            procs.append(spawn(["cat", node.path("d%02d" % d, "live")], o))
+        wait_parked(node, devices)
+        fds = [os.open(node.path("d%02d" % d, "events"), os.O_WRONLY | os.O_APPEND)
+               for d in range(devices)]
+        t0 = time.monotonic()
+        woke = node.metric("odofs_live_wakeups_total")
+        last = 0.0
+        for i in range(per):
+            for fd in fds:
+                while time.monotonic() - last < 0.0003:
+                    pass
+                last = time.monotonic()
+                os.write(fd, b"e-%02d\n" % i)
+        want = b"".join(b"e-%02d\n" % i for i in range(per))
+        wait_for(lambda: all(os.path.getsize(o) == len(want) for o in outs),
+                 what="every reader has its device's events")
+        wait_parked(node, devices)
+        rounds = node.metric("odofs_live_wakeups_total") - woke
+        ms = (time.monotonic() - t0) * 1000
+        print("%d commits, %d rounds in %.0f ms" % (devices * per, rounds, ms))
+        for o in outs:
+            assert read_file(o, "rb") == want
+        assert 1 <= rounds <= ms + 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for p in procs:
+            stop(p)
+
+
 def test_readers_that_take_their_time_delay_nobody(node):
     """A reader that works on what it got before it reads again (a
     consumer that posts each batch somewhere, `cat live | slow`) does not
