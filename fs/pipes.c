@@ -10,6 +10,14 @@
  * that commits write to; a parking read writes to it only when data came
  * while it was parking.
  *
+ * A round looks only at the pipes of the devices noted since the last
+ * (noted.h): a commit notes its device and .live, a read or poll that
+ * finds data as it parks notes its own, and a round re-notes a device
+ * whose pipes wait for their turn.  So a round costs what changed, not
+ * every open pipe.  Rounds start PIPES_GAP_US apart at the soonest, so
+ * that commits to many devices, each with a reader of its own, share
+ * rounds instead of making one each.
+ *
  * Delivery never holds a lock across a store read, a reply or a poll
  * notification: under p->lock it only collects the pipes that wait and
  * have data, taking a reference on each; it then answers them with no
@@ -143,7 +151,7 @@ struct pipes {
 	struct pipe_list pipes;
 	/* under lock: each device's pipes (NULL: none yet), .live's */
 	struct pipe_list **bydev;
-	uint32_t nbydev;
+	size_t nbydev;
 	struct pipe_list fhpipes;
 	/* what a round looks at: the devices (and .live) noted since the last */
 	struct noted noted;
@@ -1084,7 +1092,7 @@ pipes_free(struct pipes *p)
 	if (p->efd >= 0)
 		close(p->efd);
 	free(p->batch.v);
-	for (uint32_t i = 0; i < p->nbydev; i++)
+	for (size_t i = 0; i < p->nbydev; i++)
 		free(p->bydev[i]);
 	free(p->bydev);
 	noted_fini(&p->noted);
@@ -1102,7 +1110,7 @@ static struct pipe_list *
 pipes_device_list(struct pipes *p, uint32_t idx)
 {
 	if (idx >= p->nbydev) {
-		uint32_t n = p->nbydev ? 2 * p->nbydev : 64;
+		size_t n = p->nbydev ? 2 * p->nbydev : 64;
 		struct pipe_list **v;
 
 		while (n <= idx)
