@@ -581,7 +581,10 @@ pipe_take_shared(struct pipes *p, struct pipe *s, struct pipe_share *sh,
 		return pipe_take(p, s, s->want, out);
 	if (sh->valid && sh->want == s->want &&
 	    pipe_cursor_same(&sh->at, &s->cur)) {
-		s->cur = sh->after;
+		/* the same kind and device: only where it stands moves */
+		s->cur.rev = sh->after.rev;
+		s->cur.skip = sh->after.skip;
+		s->cur.fh = sh->after.fh;
 		s->full = sh->full;
 		s->last = sh->when;
 		if (s->pin != NULL)
@@ -1194,6 +1197,9 @@ pipes_open_firehose(struct pipes *p)
 void
 pipes_close(struct pipes *p, struct pipe *s)
 {
+	/* a round holding a reference frees s once p->lock is dropped */
+	bool fh = s->cur.kind == PIPE_FIREHOSE;
+	uint32_t idx = s->cur.idx;
 	bool last;
 
 	pthread_mutex_lock(&p->lock);
@@ -1201,18 +1207,18 @@ pipes_close(struct pipes *p, struct pipe *s)
 	pipe_back(p, s);
 	pthread_mutex_unlock(&s->lock);
 	TAILQ_REMOVE(&p->pipes, s, link);
-	if (s->cur.kind == PIPE_FIREHOSE) {
+	if (fh) {
 		TAILQ_REMOVE(&p->fhpipes, s, dlink);
 		journal_firehose_close(p->journal);
 	} else {
-		TAILQ_REMOVE(p->bydev[s->cur.idx], s, dlink);
+		TAILQ_REMOVE(p->bydev[idx], s, dlink);
 	}
 	last = --s->refs == 0;
 	pthread_mutex_unlock(&p->lock);
-	if (s->cur.kind == PIPE_FIREHOSE)
+	if (fh)
 		atomic_fetch_sub(&p->firehoses, 1);
 	else
-		atomic_fetch_sub(&p->watching[s->cur.idx % PIPES_BUCKETS], 1);
+		atomic_fetch_sub(&p->watching[idx % PIPES_BUCKETS], 1);
 	atomic_fetch_sub(&p->open, 1);
 	if (last)
 		pipe_free(p, s);
