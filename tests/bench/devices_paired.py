@@ -12,7 +12,9 @@ read / unread) pair in a shuffled order, so every binary sees the same
 host.  After a turn on read devices the node's readers settle (none behind,
 all parked again).  Prints for each binary the median rates, their ratio,
 the median of the cycles' ratios and the daemon's CPU per event in the
-turns on read devices (utime + stime of the process, /proc).
+turns on read devices (utime + stime of the process, /proc).  At the end
+every reader must have every event of its device, in order (livereader
+checks them), and the idle ones none.
 
     /usr/bin/python3 tests/bench/devices_paired.py BIN [BIN ...]
         [--devices D] [--cycles N] [--hot N]
@@ -83,11 +85,13 @@ def main():
             for k in range(d):
                 procs += B.start_readers(b, n.p("r%d" % k, "live"), 0, 1,
                                          timeout=900, count_only=True)
+            hot = []
             if a.hot:
                 os.mkdir(n.p("h"))
-                procs += B.start_readers(b, n.p("h", "live"), 0, a.hot,
-                                         timeout=900, count_only=True)
-            nodes.append({"node": n, "procs": procs, "fds": {}, "seq": {"r": 0, "q": 0}})
+                hot = B.start_readers(b, n.p("h", "live"), 0, a.hot,
+                                      timeout=900, count_only=True)
+            nodes.append({"node": n, "procs": procs, "hot": hot, "fds": {},
+                          "seq": {"r": 0, "q": 0}})
         # the writer's files are opened after every reader is spawned: a
         # child would otherwise inherit them, and flush each when it exits
         for x in nodes:
@@ -120,9 +124,24 @@ def main():
                      statistics.median(r), statistics.median(q),
                      statistics.median(r) / statistics.median(q),
                      statistics.median(pairs), statistics.median(cpu[i])), flush=True)
+        # every reader got every event of its device, in order, and no more
+        for x in nodes:
+            n, seq = x["node"], x["seq"]["r"]
+            if a.hot:
+                os.write(x["fds"]["r"][0], B.lat_line(seq, end=True))
+                B.collect_readers(b, x["hot"], timeout=300, expect=seq)
+                for k in range(d):
+                    with open(n.p("r%d" % k, "events"), "ab") as f:
+                        f.write(B.lat_line(0, end=True))
+                B.collect_readers(b, x["procs"], timeout=300, expect=0)
+            else:
+                for fd in x["fds"]["r"]:
+                    os.write(fd, B.lat_line(seq // d, end=True))
+                B.collect_readers(b, x["procs"], timeout=300, expect=seq // d)
+        print("every reader got every event of its device", flush=True)
     finally:
         for x in nodes:
-            for p in x["procs"]:
+            for p in x["procs"] + x["hot"]:
                 b.kill(p)
             for fds in x["fds"].values():
                 for fd in fds:
