@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "grow.h"
 #include "holders.h"
 #include "keys.h"
 #include "log.h"
@@ -54,18 +55,11 @@ holders_now_ms(void)
 static struct holdset *
 holders_set(struct holders *h, uint32_t idx)
 {
-	if (idx >= h->ndevs) {
-		size_t n = h->ndevs ? h->ndevs : 64;
-		struct holdset *d;
+	struct holdset *d;
 
-		while (n <= idx)
-			n *= 2;
-		if ((d = realloc(h->devs, n * sizeof(*d))) == NULL)
-			return NULL;
-		memset(d + h->ndevs, 0, (n - h->ndevs) * sizeof(*d));
-		h->devs = d;
-		h->ndevs = n;
-	}
+	if ((d = grow_to_index(h->devs, &h->ndevs, idx, sizeof(*d))) == NULL)
+		return NULL;
+	h->devs = d;
 	return &h->devs[idx];
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "noted.h"
 
 void
@@ -31,18 +32,11 @@ noted_fini(struct noted *t)
 static bool
 noted_add(struct noted *t, uint32_t idx)
 {
-	if (idx >= t->nflag) {
-		size_t n = t->nflag ? 2 * t->nflag : 64;
-		uint8_t *f;
+	uint8_t *f;
 
-		while (n <= idx)
-			n *= 2;
-		if ((f = realloc(t->flag, n)) == NULL)
-			return false;
-		memset(f + t->nflag, 0, n - t->nflag);
-		t->flag = f;
-		t->nflag = n;
-	}
+	if ((f = grow_to_index(t->flag, &t->nflag, idx, 1)) == NULL)
+		return false;
+	t->flag = f;
 	if (t->flag[idx])
 		return true;
 	if (t->n == t->cap) {

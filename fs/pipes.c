@@ -73,6 +73,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grow.h"
 #include "log.h"
 #include "noted.h"
 #include "pipes.h"
@@ -209,24 +210,23 @@ pipes_kick(struct pipes *p)
 }
 
 /*
- * Notes what the next round must look at: device idx (with dev), the
- * firehose (with fh).  Before every kick that is for data.
+ * Notes for the next round where a pipe reads: the firehose (fh) or
+ * device idx.  Before every kick that is for data.
  */
 static void
-pipes_mark(struct pipes *p, uint32_t idx, bool dev, bool fh)
+pipes_mark(struct pipes *p, bool fh, uint32_t idx)
 {
-	if (dev)
-		noted_device(&p->noted, idx);
 	if (fh)
 		noted_firehose(&p->noted);
+	else
+		noted_device(&p->noted, idx);
 }
 
 /* Notes s's device, or the firehose, for the next round. */
 static void
 pipes_mark_pipe(struct pipes *p, const struct pipe *s)
 {
-	pipes_mark(p, s->cur.idx, s->cur.kind == PIPE_DEVICE,
-	    s->cur.kind == PIPE_FIREHOSE);
+	pipes_mark(p, s->cur.kind == PIPE_FIREHOSE, s->cur.idx);
 }
 
 struct pipe_share;
@@ -275,7 +275,10 @@ pipes_notify(void *arg, uint32_t idx, uint64_t head)
 	if (atomic_load(&p->parked) > PIPES_INLINE_MAX ||
 	    atomic_load(&p->open) > PIPES_INLINE_MAX * 4 ||
 	    atomic_load(&p->stopping) || pthread_mutex_trylock(&p->lock) != 0) {
-		pipes_mark(p, idx, dev, fh);
+		if (dev)
+			noted_device(&p->noted, idx);
+		if (fh)
+			noted_firehose(&p->noted);
 		pipes_kick(p);
 		return;
 	}
@@ -497,7 +500,7 @@ pipes_read(struct pipes *p, struct pipe *s, fuse_req_t req, size_t size,
 		return;
 	}
 	if (ready) {
-		pipes_mark(p, idx, !fh, fh);
+		pipes_mark(p, fh, idx);
 		pipes_kick(p);
 	}
 }
@@ -752,6 +755,23 @@ pipes_collect_all(struct pipes *p, struct pipe_batch *b, size_t max,
 }
 
 /*
+ * Takes into b, as pipes_consider(), the pipes of l (linked by dlink: a
+ * device's, or the firehose's).  Caller holds p->lock.  Returns whether
+ * any has data but was left for a later round.
+ */
+static bool
+pipes_consider_list(struct pipes *p, struct pipe_list *l,
+    struct pipe_batch *b, struct pipe_pace *pc, size_t *more)
+{
+	struct pipe *s;
+	bool left = false;
+
+	TAILQ_FOREACH(s, l, dlink)
+		left |= !pipes_consider(p, s, b, SIZE_MAX, false, pc, more);
+	return left;
+}
+
+/*
  * Collects into b, as pipes_collect_all(), the pipes that wait, have data
  * and are due among those of the devices (and the firehose) noted since
  * the last round: a commit notes its device, and so does a read or poll
@@ -765,9 +785,7 @@ pipes_collect_noted(struct pipes *p, struct pipe_batch *b,
     struct pipe_pace *pc)
 {
 	struct noted_set ns;
-	struct pipe *s;
 	size_t more = 0;
-	bool left;
 
 	noted_take(&p->noted, &ns);
 	if (ns.all)
@@ -775,23 +793,12 @@ pipes_collect_noted(struct pipes *p, struct pipe_batch *b,
 	for (size_t i = 0; i < ns.n; i++) {
 		uint32_t idx = ns.dev[i];
 
-		if (idx >= p->nbydev || p->bydev[idx] == NULL)
-			continue;
-		left = false;
-		TAILQ_FOREACH(s, p->bydev[idx], dlink)
-			left |= !pipes_consider(p, s, b, SIZE_MAX, false, pc,
-			    &more);
-		if (left)
-			pipes_mark(p, idx, true, false);
+		if (idx < p->nbydev && p->bydev[idx] != NULL &&
+		    pipes_consider_list(p, p->bydev[idx], b, pc, &more))
+			noted_device(&p->noted, idx);
 	}
-	if (ns.firehose) {
-		left = false;
-		TAILQ_FOREACH(s, &p->fhpipes, dlink)
-			left |= !pipes_consider(p, s, b, SIZE_MAX, false, pc,
-			    &more);
-		if (left)
-			pipes_mark(p, 0, false, true);
-	}
+	if (ns.firehose && pipes_consider_list(p, &p->fhpipes, b, pc, &more))
+		noted_firehose(&p->noted);
 	return more;
 }
 
@@ -1112,18 +1119,11 @@ pipes_free(struct pipes *p)
 static struct pipe_list *
 pipes_device_list(struct pipes *p, uint32_t idx)
 {
-	if (idx >= p->nbydev) {
-		size_t n = p->nbydev ? 2 * p->nbydev : 64;
-		struct pipe_list **v;
+	struct pipe_list **v;
 
-		while (n <= idx)
-			n *= 2;
-		if ((v = realloc(p->bydev, n * sizeof(*v))) == NULL)
-			return NULL;
-		memset(v + p->nbydev, 0, (n - p->nbydev) * sizeof(*v));
-		p->bydev = v;
-		p->nbydev = n;
-	}
+	if ((v = grow_to_index(p->bydev, &p->nbydev, idx, sizeof(*v))) == NULL)
+		return NULL;
+	p->bydev = v;
 	if (p->bydev[idx] == NULL) {
 		if ((p->bydev[idx] = malloc(sizeof(*p->bydev[idx]))) == NULL)
 			return NULL;
